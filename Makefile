@@ -1,0 +1,69 @@
+# The two commands of the README:  `make train`  and  `make test`.
+# Each creates .venv and installs what it needs on first use.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+FMNIST ?= /usr/share/datasets/fashion-mnist
+CONFIG ?= configs/fashion_mnist.yaml
+PYTEST_ARGS ?=
+
+.PHONY: help install data train test test-all lint bench clean
+
+help:
+	@echo "make train     train the default (I2E Fashion-MNIST, CPU) and test it"
+	@echo "make test      run the test suite (what CI runs)"
+	@echo "make test-all  also the slow tests"
+	@echo "make lint      ruff"
+	@echo "make bench     the benchmarks of docs/BENCHMARKS.md"
+
+# CPU hosts get the CPU build of torch (here it lies on local disk); GPU hosts the normal CUDA wheels.
+# onnxruntime and onnxruntime-gpu must never be installed together: one extra or the other.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		echo "CUDA GPU found: installing the CUDA build of torch"; \
+		$(PIP) install --quiet "torch>=2.2" && $(PIP) install --quiet -e ".[onnx-gpu,dev]"; \
+	else \
+		echo "no CUDA GPU: installing the CPU build of torch"; \
+		$(PIP) install --quiet "torch==2.13.0" && $(PIP) install --quiet -e ".[onnx,dev]"; \
+	fi
+	# SpikingJelly is only the baseline of tests and benchmarks; its own dependencies would pull torchvision
+	$(PIP) install --quiet --no-deps "spikingjelly==0.0.0.0.14"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Fashion-MNIST, the embedded default: Debian's package where apt exists, else a download.
+data: $(STAMP)
+	@if [ -f "$(FMNIST)/train-images-idx3-ubyte.gz" ] || [ -f "$(FMNIST)/train-images-idx3-ubyte" ]; then \
+		echo "Fashion-MNIST found in $(FMNIST)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist); \
+	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then \
+		sudo apt-get install -y -q dataset-fashion-mnist || (sudo apt-get update -q && sudo apt-get install -y -q dataset-fashion-mnist); \
+	else \
+		$(PY) -m i2e_lightning.data.download fashion_mnist --dir data/fashion-mnist; \
+	fi
+
+train: data
+	$(PY) -m i2e_lightning fit --config $(CONFIG)
+	$(PY) -m i2e_lightning test --config $(CONFIG) --ckpt_path best
+
+test: data
+	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
+
+test-all: data
+	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(STAMP)
+	$(PY) -m i2e_lightning bench all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache lightning_logs

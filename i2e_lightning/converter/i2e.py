@@ -1,0 +1,209 @@
+"""The I2E image-to-event converter (I2E_SPEC §1) as a ``torch.nn.Module``.
+
+Each timestep is the thresholded difference of two one-pixel-shifted copies of
+the replicate-padded intensity map. The official code does this with a conv2d
+over eight 3x3 kernels; a kernel with one -1 and one +1 is exactly a float32
+subtraction of two shifted views (the other seven products are exact zeros), so
+slicing gives the same bits without the convolution and its temporaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .directions import DEFAULT_ORDER, DIRECTION_PAIRS, cell_offset, resolve_order
+
+LAYOUTS = ("TBCHW", "BTCHW")
+_DTYPE_NAMES = {
+    "bool": torch.bool,
+    "uint8": torch.uint8,
+    "float32": torch.float32,
+    "float": torch.float32,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """Accept a torch dtype or its name (``"bool"``, ``"float32"``...), as YAML configs give it."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in _DTYPE_NAMES.values():
+            raise ValueError(f"output dtype {dtype} is not supported: use one of {sorted(_DTYPE_NAMES)}")
+        return dtype
+    name = str(dtype).removeprefix("torch.")
+    if name not in _DTYPE_NAMES:
+        raise ValueError(f"output dtype {dtype!r} is not supported: use one of {sorted(_DTYPE_NAMES)}")
+    return _DTYPE_NAMES[name]
+
+
+class I2E(nn.Module):
+    """Convert images ``[B, C, H, W]`` (or one ``[C, H, W]``) to events ``[T, B, 2, H, W]``.
+
+    Channel 0 of the events is ON, channel 1 OFF. ``.eval()`` uses the canonical
+    pair of every direction (deterministic, as the published datasets);
+    ``.train()`` draws a random equivalent pair per direction, once per call
+    (as the official code) or per sample (``per_sample=True``).
+
+    Args:
+        ratio: threshold as a fraction of the image's intensity range (S_th0).
+        order: timestep order, a preset number 0-5 or a list of 8 direction indices.
+        timesteps: keep the first ``timesteps`` (1-8) directions of the order.
+        per_sample: in training, draw the random pair per sample instead of per call.
+        dtype: output dtype (bool, uint8, float32, float16, bfloat16 or their names).
+        layout: ``"TBCHW"`` (time first, the spec) or ``"BTCHW"``.
+        validate: check the input for NaN/Inf (one extra reduction; turn off for speed
+            only where the input is known to be finite).
+        generator: optional ``torch.Generator`` (CPU) for the training pair draws,
+            e.g. seeded per DDP rank so that each rank draws its own pairs.
+    """
+
+    def __init__(
+        self,
+        ratio: float = 0.12,
+        order: int | Sequence[int] = DEFAULT_ORDER,
+        timesteps: int = 8,
+        *,
+        per_sample: bool = False,
+        dtype: torch.dtype | str = torch.bool,
+        layout: str = "TBCHW",
+        validate: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < float(ratio) < 1.0:
+            raise ValueError(f"ratio must be a number in (0, 1) (the paper uses 0.07-0.15), got {ratio!r}")
+        if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not 1 <= timesteps <= 8:
+            raise ValueError(f"timesteps must be an integer from 1 to 8, got {timesteps!r}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        self.ratio = float(ratio)
+        self.order = resolve_order(order)
+        self.timesteps = timesteps
+        self.per_sample = bool(per_sample)
+        self.dtype = parse_dtype(dtype)
+        self.layout = layout
+        self.validate = bool(validate)
+        self.generator = generator
+
+    @property
+    def directions(self) -> tuple[int, ...]:
+        """Direction index of every kept timestep."""
+        return self.order[: self.timesteps]
+
+    def extra_repr(self) -> str:
+        return (
+            f"ratio={self.ratio}, order={list(self.order)}, timesteps={self.timesteps}, "
+            f"per_sample={self.per_sample}, dtype={self.dtype}, layout={self.layout!r}"
+        )
+
+    # -- input ----------------------------------------------------------------------------
+
+    def intensity(self, images: Tensor) -> Tensor:
+        """V = max(R, G, B) in float32, ``[B, H, W]``; uint8 input scaled as ``x.float() / 255``."""
+        if images.dtype == torch.uint8:
+            # max commutes with the monotonic x/255, so this equals amax of x.float()/255
+            return images.amax(dim=1).float().div_(255.0)
+        return images.amax(dim=1).float()
+
+    def _check(self, images: Tensor) -> tuple[Tensor, bool]:
+        if not isinstance(images, Tensor):
+            raise ValueError(f"images must be a torch.Tensor [B, C, H, W] or [C, H, W], got {type(images).__name__}")
+        single = images.dim() == 3
+        if images.dim() not in (3, 4):
+            raise ValueError(
+                f"images must have shape [B, C, H, W] or [C, H, W], got rank {images.dim()} "
+                f"{tuple(images.shape)}: add or remove the batch dimension"
+            )
+        x = images.unsqueeze(0) if single else images
+        if x.shape[1] not in (1, 3):
+            raise ValueError(
+                f"images must have 1 (grey) or 3 (RGB) channels in dimension {0 if single else 1}, "
+                f"got {x.shape[1]} (shape {tuple(images.shape)}): convert to RGB or grey first, "
+                "or permute HWC images to CHW"
+            )
+        if x.shape[2] == 0 or x.shape[3] == 0:
+            raise ValueError(f"images must have a height and width of at least 1, got shape {tuple(images.shape)}")
+        if x.dtype != torch.uint8 and not x.is_floating_point():
+            raise ValueError(f"images must be float (any finite range) or uint8, got {x.dtype}: convert with .float()")
+        if self.validate and x.is_floating_point() and x.numel() > 0:
+            lo, hi = torch.aminmax(x)
+            if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
+                raise ValueError("images contain NaN or Inf values: clean or clamp the input before conversion")
+        return x, single
+
+    # -- pairs ----------------------------------------------------------------------------
+
+    def _draw_choices(self, batch: int) -> Tensor:
+        """Index of the pair within each kept direction's set: ``[T]`` or ``[T, B]`` (per sample)."""
+        sizes = torch.tensor([len(DIRECTION_PAIRS[d]) for d in self.directions], dtype=torch.float64)
+        if not self.training:
+            return torch.zeros(len(sizes), dtype=torch.long)
+        shape = (len(sizes), batch) if self.per_sample else (len(sizes),)
+        u = torch.rand(shape, dtype=torch.float64, generator=self.generator)
+        sizes = sizes.view(-1, *([1] * (len(shape) - 1)))
+        return (u * sizes).long().clamp_(max=sizes.long() - 1)
+
+    # -- forward --------------------------------------------------------------------------
+
+    def forward(self, images: Tensor, dtype: torch.dtype | str | None = None, out: Tensor | None = None) -> Tensor:
+        """Events ``[T, B, 2, H, W]`` (``[T, 2, H, W]`` for one image; B first for ``BTCHW``).
+
+        ``out``: optional preallocated ``[T, B, 2, H, W]`` tensor to write into (its dtype wins). On
+        CPU, first-touching a fresh output of ~100 MB costs more than the conversion itself
+        (page faults), so a loop that reuses one buffer runs several times faster.
+        """
+        x, single = self._check(images)
+        out_dtype = self.dtype if dtype is None else parse_dtype(dtype)
+        v = self.intensity(x)
+        b, h, w = v.shape
+        steps = self.timesteps
+        if out is None:
+            out = torch.empty((steps, b, 2, h, w), dtype=out_dtype, device=v.device)
+        elif out.shape != (steps, b, 2, h, w) or out.device != v.device:
+            raise ValueError(
+                f"out must have shape {(steps, b, 2, h, w)} on {v.device} (time first), "
+                f"got {tuple(out.shape)} on {out.device}"
+            )
+        if b > 0:
+            self._convert_into(v, out)
+        if self.layout == "BTCHW":
+            out = out.transpose(0, 1)
+        if single:
+            out = out.squeeze(0) if self.layout == "BTCHW" else out.squeeze(1)
+        return out
+
+    def _convert_into(self, v: Tensor, out: Tensor) -> None:
+        b, h, w = v.shape
+        vmin, vmax = torch.aminmax(v.view(b, -1), dim=1)
+        # threshold as the official code: ratio * (max - min) in float32; a flat image gets
+        # +inf so it fires nothing (the official code fires every pixel there)
+        th = torch.where(vmax > vmin, (vmax - vmin) * self.ratio, torch.full_like(vmax, float("inf")))
+        th = th.view(b, 1, 1)
+        neg_th = -th
+        vpad = F.pad(v.unsqueeze(1), (1, 1, 1, 1), mode="replicate").squeeze(1)
+        choices = self._draw_choices(b)
+
+        def shifted(cell: int) -> Tensor:
+            r, c = cell_offset(cell)
+            return vpad[:, r : r + h, c : c + w]
+
+        if choices.dim() == 2:  # per-sample pairs: gather from the nine shifted copies
+            stack = torch.stack([shifted(c) for c in range(1, 10)])  # [9, B, H, W]
+            rows = torch.arange(b, device=v.device)
+        for t, d in enumerate(self.directions):
+            pairs = DIRECTION_PAIRS[d]
+            if choices.dim() == 1:
+                a, bb = pairs[int(choices[t])]
+                dv = shifted(bb) - shifted(a)
+            else:
+                table = torch.tensor(pairs, dtype=torch.long) - 1  # [P, 2] cell indices 0..8
+                sel = table[choices[t]].to(v.device)  # [B, 2]
+                dv = stack[sel[:, 1], rows] - stack[sel[:, 0], rows]
+            # ON: dV >= th; OFF: -dV >= th, i.e. dV <= -th (negation is exact)
+            torch.ge(dv, th, out=out[t, :, 0])
+            torch.le(dv, neg_th, out=out[t, :, 1])

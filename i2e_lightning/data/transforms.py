@@ -1,0 +1,160 @@
+"""Image preprocessing and batched, per-sample-random augmentation on uint8 image batches.
+
+Everything here works on ``[B, C, H, W]`` uint8 tensors on any device and returns uint8, so the
+converter sees exactly the pixel grid the published datasets were made from (I2E_SPEC §1: bicubic
+with antialias, rounded and clamped back to 0..255). Random parameters come from an explicit CPU
+``torch.Generator`` (one per DDP rank), never from the global RNG that ``seed_everything`` makes
+identical on every rank.
+"""
+
+from __future__ import annotations
+
+import math
+
+import kornia
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "center_crop",
+    "pad_random_crop",
+    "random_hflip",
+    "random_resized_crop",
+    "resize_shorter_uint8",
+    "resize_uint8",
+]
+
+
+def _to_size(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return (size, size)
+    h, w = size
+    return (int(h), int(w))
+
+
+def _check_uint8(x: Tensor, name: str = "images") -> None:
+    if not isinstance(x, Tensor) or x.dtype != torch.uint8 or x.dim() not in (3, 4):
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        dtype = x.dtype if isinstance(x, Tensor) else None
+        raise ValueError(f"{name} must be a uint8 tensor [B, C, H, W] or [C, H, W], got {dtype} {shape}")
+
+
+def resize_uint8(x: Tensor, size: int | tuple[int, int] | list[int]) -> Tensor:
+    """Bicubic resize with antialias of uint8 images, rounded and clamped back to uint8 (I2E_SPEC §1).
+
+    Equals torchvision's ``v2.Resize(size, interpolation=BICUBIC, antialias=True)`` on uint8 tensors
+    up to float rounding: ``F.interpolate(x.float(), size, mode="bicubic", antialias=True,
+    align_corners=False)``, then round and clamp to 0..255. A no-op when the size already matches.
+    """
+    _check_uint8(x)
+    size = _to_size(size)
+    single = x.dim() == 3
+    xb = x.unsqueeze(0) if single else x
+    if tuple(xb.shape[-2:]) == size:
+        return x
+    out = F.interpolate(xb.float(), size=size, mode="bicubic", antialias=True, align_corners=False)
+    out = out.round_().clamp_(0, 255).to(torch.uint8)
+    return out.squeeze(0) if single else out
+
+
+def resize_shorter_uint8(x: Tensor, shorter: int) -> Tensor:
+    """Resize so the shorter side is ``shorter`` keeping the aspect ratio (torchvision ``Resize(int)``)."""
+    h, w = x.shape[-2:]
+    if h <= w:
+        size = (shorter, max(1, int(shorter * w / h)))
+    else:
+        size = (max(1, int(shorter * h / w)), shorter)
+    return resize_uint8(x, size)
+
+
+def center_crop(x: Tensor, size: int | tuple[int, int] | list[int]) -> Tensor:
+    """Centre crop (torchvision rounding: top = round((H - h) / 2)); the image must be at least ``size``."""
+    th, tw = _to_size(size)
+    h, w = x.shape[-2:]
+    if h < th or w < tw:
+        raise ValueError(f"cannot centre-crop {th}x{tw} from an image of {h}x{w}: resize it first")
+    top = int(round((h - th) / 2.0))
+    left = int(round((w - tw) / 2.0))
+    return x[..., top : top + th, left : left + tw]
+
+
+def random_hflip(x: Tensor, generator: torch.Generator | None, p: float = 0.5) -> Tensor:
+    """Flip each sample horizontally with probability ``p`` (own draw per sample)."""
+    _check_uint8(x)
+    if x.dim() == 3 or x.shape[0] == 0 or p <= 0:
+        return x
+    flip = (torch.rand(x.shape[0], generator=generator) < p).to(x.device)
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def pad_random_crop(x: Tensor, padding: int, generator: torch.Generator | None, mode: str = "replicate") -> Tensor:
+    """Pad every side by ``padding`` and crop back to the input size at a random offset per sample.
+
+    ``mode="replicate"`` is the edge padding of the paper's CIFAR Baseline-II. Exact integer indexing,
+    so the kept pixels are bit-identical to the input.
+    """
+    _check_uint8(x)
+    if padding <= 0 or x.shape[0] == 0:
+        return x
+    b, c, h, w = x.shape
+    if mode == "constant":
+        padded = F.pad(x, (padding,) * 4, mode="constant", value=0)
+    else:  # replicate/reflect padding is not implemented for uint8 on every backend: pad in float
+        padded = F.pad(x.float(), (padding,) * 4, mode=mode).to(torch.uint8)
+    offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator).to(x.device)
+    rows = offsets[0].view(b, 1) + torch.arange(h, device=x.device)  # [B, H]
+    cols = offsets[1].view(b, 1) + torch.arange(w, device=x.device)  # [B, W]
+    bi = torch.arange(b, device=x.device).view(b, 1, 1)
+    out = padded.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # [B, H, W, C]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def random_resized_crop(
+    x: Tensor,
+    size: int | tuple[int, int] | list[int],
+    generator: torch.Generator | None,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+) -> Tensor:
+    """torchvision-style RandomResizedCrop with an own box per sample, resized bilinearly to ``size``.
+
+    Box sampling follows torchvision (10 tries of area/log-ratio draws, then a centre crop of the
+    clamped ratio); the crop+resize of the whole batch is one ``kornia.geometry.crop_and_resize``.
+    """
+    _check_uint8(x)
+    out_h, out_w = _to_size(size)
+    b, _, h, w = x.shape
+    if b == 0:
+        return x.new_zeros((0, x.shape[1], out_h, out_w))
+    area = h * w
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    tries = 10
+    target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand(b, tries, generator=generator, dtype=torch.float64))
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(b, tries, generator=generator, dtype=torch.float64))
+    cw = torch.sqrt(target * aspect).round().long()
+    ch = torch.sqrt(target / aspect).round().long()
+    ok = (cw > 0) & (ch > 0) & (cw <= w) & (ch <= h)
+    first = torch.where(ok.any(1), ok.long().argmax(1), torch.full((b,), -1, dtype=torch.long))
+    # fallback of torchvision: whole image cropped to the clamped aspect ratio
+    in_ratio = w / h
+    if in_ratio < ratio[0]:
+        fw, fh = w, int(round(w / ratio[0]))
+    elif in_ratio > ratio[1]:
+        fh, fw = h, int(round(h * ratio[1]))
+    else:
+        fw, fh = w, h
+    idx = first.clamp(min=0).view(b, 1)
+    bw = torch.where(first >= 0, cw.gather(1, idx).squeeze(1), torch.full((b,), fw))
+    bh = torch.where(first >= 0, ch.gather(1, idx).squeeze(1), torch.full((b,), fh))
+    u = torch.rand(2, b, generator=generator, dtype=torch.float64)
+    top = torch.where(first >= 0, (u[0] * (h - bh + 1).double()).long(), (h - bh) // 2)
+    left = torch.where(first >= 0, (u[1] * (w - bw + 1).double()).long(), (w - bw) // 2)
+    x0, y0 = left.float(), top.float()
+    x1, y1 = (left + bw - 1).float(), (top + bh - 1).float()
+    boxes = torch.stack(
+        [torch.stack([x0, y0], -1), torch.stack([x1, y0], -1), torch.stack([x1, y1], -1), torch.stack([x0, y1], -1)],
+        dim=1,
+    ).to(x.device)  # [B, 4, 2] clockwise from top-left, as kornia wants
+    out = kornia.geometry.transform.crop_and_resize(x.float(), boxes, (out_h, out_w), mode="bilinear")
+    return out.round_().clamp_(0, 255).to(torch.uint8)

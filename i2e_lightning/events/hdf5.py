@@ -1,0 +1,345 @@
+"""The project's HDF5 event file: one packed row per sample, resumable writes.
+
+Layout (fixed, see docs/events.md):
+
+- dataset ``events``: uint8 ``[N, ceil(T*2*H*W/8)]``, row ``i`` = ``np.packbits`` of sample ``i``'s
+  bool ``[T, 2, H, W]`` in C order; chunked by rows, resizable along N.
+- dataset ``labels``: int64 ``[N]``.
+- attributes ``shape`` (T, 2, H, W), ``ratio``, ``order`` (the 8 direction indices), ``resolution``
+  (H, W), ``source``; and for safe resuming ``split``, ``num_samples`` (rows the finished file will
+  hold), ``num_written`` (rows flushed so far), ``complete``, ``format``/``format_version``.
+
+Writes are append-only and in dataset order: after every appended batch the rows are written,
+``num_written`` is updated and the file is flushed, so a killed writer leaves a readable file whose
+first ``num_written`` rows are valid; :class:`EventH5Writer` resumes there.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .packed import event_shape, packed_size, unpack_events_np
+
+FORMAT_NAME = "i2e-events"
+FORMAT_VERSION = 1
+CHUNK_BYTES = 1 << 20  # about 1 MiB of packed rows per HDF5 chunk
+
+
+@dataclass(frozen=True)
+class EventFileMeta:
+    """What a file was written with; resuming requires every field to match."""
+
+    shape: tuple[int, int, int, int]
+    ratio: float
+    order: tuple[int, ...]
+    resolution: tuple[int, int]
+    source: str
+    split: str = ""
+    num_samples: int | None = None
+    extra: dict = field(default_factory=dict, compare=False)  # informative attrs, e.g. num_classes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", event_shape(self.shape))
+        object.__setattr__(self, "order", tuple(int(d) for d in self.order))
+        object.__setattr__(self, "resolution", tuple(int(r) for r in self.resolution))
+        object.__setattr__(self, "ratio", float(self.ratio))
+        if len(self.resolution) != 2 or tuple(self.resolution) != tuple(self.shape[2:]):
+            raise ValueError(f"resolution {self.resolution} must equal the (H, W) of shape {self.shape}")
+
+    @property
+    def row_bytes(self) -> int:
+        return packed_size(self.shape)
+
+    def differences(self, other: EventFileMeta) -> list[str]:
+        """Human-readable list of the fields that differ (empty when resuming is safe)."""
+        out = []
+        for name in ("shape", "ratio", "order", "resolution", "source", "split", "num_samples"):
+            a, b = getattr(self, name), getattr(other, name)
+            same = math.isclose(a, b, rel_tol=0, abs_tol=1e-12) if name == "ratio" else a == b
+            if not same:
+                out.append(f"{name}: file has {b!r}, this run has {a!r}")
+        return out
+
+
+def _attr_str(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_meta(f: h5py.File, path: str | Path = "") -> EventFileMeta:
+    """The metadata of an open event file; a clear error when it is not one."""
+    missing = [k for k in ("events", "labels") if k not in f]
+    need = ("shape", "ratio", "order", "resolution", "source")
+    missing += [f"attribute {k!r}" for k in need if k not in f.attrs]
+    if missing:
+        raise ValueError(f"{path} is not an I2E event file: it lacks {', '.join(missing)}")
+    num = f.attrs.get("num_samples", -1)
+    extra = {k: f.attrs[k] for k in ("num_classes",) if k in f.attrs}
+    return EventFileMeta(
+        shape=tuple(int(s) for s in f.attrs["shape"]),
+        ratio=float(f.attrs["ratio"]),
+        order=tuple(int(d) for d in np.atleast_1d(f.attrs["order"])),
+        resolution=tuple(int(r) for r in f.attrs["resolution"]),
+        source=_attr_str(f.attrs["source"]),
+        split=_attr_str(f.attrs.get("split", "")),
+        num_samples=None if int(num) < 0 else int(num),
+        extra=extra,
+    )
+
+
+def _num_written(f: h5py.File) -> int:
+    # files written by other tools may lack the attribute: then every row counts
+    n = int(f.attrs.get("num_written", f["events"].shape[0]))
+    return min(n, f["events"].shape[0], f["labels"].shape[0])
+
+
+class EventH5Writer:
+    """Append packed rows to an event file, resuming a partial file written with the same settings.
+
+    Args:
+        path: the ``.h5`` file.
+        meta: the settings of this run.
+        overwrite: replace an existing file (complete or not, whatever its settings).
+        compression: optional HDF5 filter for ``events`` (``"gzip"``/``"lzf"``); packed events
+            compress little, so the default is none (fastest).
+
+    Raises:
+        FileExistsError: the file is complete and ``overwrite`` is False.
+        ValueError: the file was written with other settings, or is not an event file.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        meta: EventFileMeta,
+        *,
+        overwrite: bool = False,
+        compression: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.meta = meta
+        if self.path.is_dir():
+            raise ValueError(f"output {self.path} is a directory: give a file name such as {self.path / 'events.h5'}")
+        parent = self.path.parent if str(self.path.parent) else Path(".")
+        if not parent.is_dir():
+            raise FileNotFoundError(f"cannot write {self.path}: the folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise PermissionError(f"cannot write {self.path}: no write permission on the folder {parent}")
+        self.resumed = False
+        if self.path.exists() and not overwrite:
+            self._file = self._open_existing()
+        else:
+            self._file = self._create(compression)
+        self._events = self._file["events"]
+        self._labels = self._file["labels"]
+        self.num_written = _num_written(self._file)
+        # drop rows beyond num_written (a batch written before a kill, not yet counted)
+        if self._events.shape[0] != self.num_written or self._labels.shape[0] != self.num_written:
+            self._events.resize(self.num_written, axis=0)
+            self._labels.resize(self.num_written, axis=0)
+            self._file.flush()
+
+    def _open_existing(self) -> h5py.File:
+        try:
+            f = h5py.File(self.path, "r+")
+        except OSError as exc:
+            raise ValueError(
+                f"{self.path} exists but cannot be opened as HDF5 ({exc}): pass --overwrite to replace it"
+            ) from None
+        try:
+            old = read_meta(f, self.path)
+            if f["events"].dtype != np.uint8 or f["events"].shape[1:] != (self.meta.row_bytes,):
+                raise ValueError(
+                    f"{self.path} has events {f['events'].dtype} {f['events'].shape}, "
+                    f"this run writes uint8 rows of {self.meta.row_bytes} bytes"
+                )
+            diff = self.meta.differences(old)
+            complete = bool(f.attrs.get("complete", False))
+            if complete:
+                what = "with other settings (" + "; ".join(diff) + ")" if diff else "with the same settings"
+                raise FileExistsError(
+                    f"{self.path} is already complete ({_num_written(f)} rows, {what}): "
+                    "pass --overwrite (overwrite=True) to convert again"
+                )
+            if diff:
+                raise ValueError(
+                    f"{self.path} is a partial file written with other settings, refusing to append: "
+                    + "; ".join(diff)
+                    + ". Pass --overwrite to start over, or choose another --out"
+                )
+        except BaseException:
+            f.close()
+            raise
+        self.resumed = True
+        return f
+
+    def _create(self, compression: str | None) -> h5py.File:
+        meta = self.meta
+        try:
+            f = h5py.File(self.path, "w")
+        except OSError as exc:
+            raise PermissionError(f"cannot create {self.path}: {exc}") from None
+        row = meta.row_bytes
+        chunk_rows = max(1, min(CHUNK_BYTES // row, 4096))
+        f.create_dataset(
+            "events",
+            shape=(0, row),
+            maxshape=(None, row),
+            dtype=np.uint8,
+            chunks=(chunk_rows, row),
+            compression=compression,
+        )
+        f.create_dataset("labels", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(max(chunk_rows, 1024),))
+        a = f.attrs
+        a["format"] = FORMAT_NAME
+        a["format_version"] = FORMAT_VERSION
+        a["shape"] = np.asarray(meta.shape, dtype=np.int64)
+        a["ratio"] = float(meta.ratio)
+        a["order"] = np.asarray(meta.order, dtype=np.int64)
+        a["resolution"] = np.asarray(meta.resolution, dtype=np.int64)
+        a["source"] = meta.source
+        a["split"] = meta.split
+        a["num_samples"] = -1 if meta.num_samples is None else int(meta.num_samples)
+        a["layout"] = "TCHW"  # per-row bit layout: C order of [T, 2, H, W], channel 0 = ON
+        a["bitorder"] = "big"  # np.packbits default
+        for k, v in meta.extra.items():
+            a[k] = v
+        a["num_written"] = 0
+        a["complete"] = False
+        f.flush()
+        return f
+
+    @property
+    def complete(self) -> bool:
+        return bool(self._file.attrs["complete"])
+
+    def append(self, packed: np.ndarray, labels: np.ndarray | Sequence[int]) -> int:
+        """Append rows (uint8 ``[n, row_bytes]``) and their labels; returns the new ``num_written``."""
+        packed = np.asarray(packed)
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != self.meta.row_bytes:
+            raise ValueError(
+                f"rows must be uint8 [n, {self.meta.row_bytes}], got {packed.dtype} {tuple(packed.shape)}"
+            )
+        if packed.shape[0] != labels.shape[0]:
+            raise ValueError(f"got {packed.shape[0]} rows but {labels.shape[0]} labels")
+        n0, n = self.num_written, packed.shape[0]
+        if self.meta.num_samples is not None and n0 + n > self.meta.num_samples:
+            raise ValueError(f"appending {n} rows to {n0} exceeds the announced {self.meta.num_samples} samples")
+        if n == 0:
+            return n0
+        # data first, counter last: a kill in between leaves extra rows that num_written does not count
+        self._events.resize(n0 + n, axis=0)
+        self._events[n0:] = packed
+        self._labels.resize(n0 + n, axis=0)
+        self._labels[n0:] = labels
+        self._file.attrs["num_written"] = n0 + n
+        self._file.flush()
+        self.num_written = n0 + n
+        return self.num_written
+
+    def finish(self) -> None:
+        """Mark the file complete (after all rows); checks the announced sample count."""
+        if self.meta.num_samples is not None and self.num_written != self.meta.num_samples:
+            raise ValueError(f"{self.path} holds {self.num_written} rows, {self.meta.num_samples} were announced")
+        self._file.attrs["num_samples"] = self.num_written
+        self._file.attrs["complete"] = True
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file.id.valid:
+            self._file.close()
+
+    def __enter__(self) -> EventH5Writer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class EventH5Reader:
+    """Read-only access to an event file; safe to use in DataLoader workers (opens lazily per process).
+
+    Only the first ``num_written`` rows count (all of them in a complete file).
+
+    Args:
+        path: the ``.h5`` file.
+        in_memory: load all packed rows into RAM at once (fast random access; the packed size).
+    """
+
+    def __init__(self, path: str | Path, *, in_memory: bool = False) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"event file not found: {self.path}")
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise ValueError(f"{self.path} is not a readable HDF5 file: {exc}") from None
+        with f:
+            self.meta = read_meta(f, self.path)
+            self.complete = bool(f.attrs.get("complete", True))
+            self.num_rows = _num_written(f)
+            if f["events"].shape[1:] != (self.meta.row_bytes,):
+                raise ValueError(
+                    f"{self.path}: events rows have {f['events'].shape[1:]} bytes, "
+                    f"shape {self.meta.shape} needs {self.meta.row_bytes}"
+                )
+            self.labels = np.asarray(f["labels"][: self.num_rows], dtype=np.int64)
+            self.attrs = {k: f.attrs[k] for k in f.attrs}
+            self._rows = np.asarray(f["events"][: self.num_rows]) if in_memory else None
+        self._file: h5py.File | None = None
+        self._pid = -1
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return self.meta.shape
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def _events(self) -> h5py.Dataset:
+        # an h5py handle must not cross a fork: reopen in each DataLoader worker
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file["events"]
+
+    def packed(self, index: int) -> np.ndarray:
+        """Packed row ``index`` (uint8 ``[row_bytes]``)."""
+        if not -self.num_rows <= index < self.num_rows:
+            raise IndexError(f"index {index} out of range for {self.num_rows} rows in {self.path}")
+        index %= self.num_rows
+        if self._rows is not None:
+            return self._rows[index]
+        return self._events()[index]
+
+    def packed_rows(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Packed rows ``start:stop`` (uint8 ``[n, row_bytes]``), clipped to the valid rows."""
+        stop = self.num_rows if stop is None else min(stop, self.num_rows)
+        if self._rows is not None:
+            return self._rows[start:stop]
+        return self._events()[start:stop]
+
+    def events(self, index: int) -> np.ndarray:
+        """Bool ``[T, 2, H, W]`` of sample ``index``."""
+        return unpack_events_np(self.packed(index), self.meta.shape)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        return self.events(index), int(self.labels[index])
+
+    def close(self) -> None:
+        if self._file is not None and self._file.id.valid:
+            self._file.close()
+        self._file = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_file"] = None  # h5py handles do not pickle; reopened on first use
+        state["_pid"] = -1
+        return state

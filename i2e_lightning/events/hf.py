@@ -1,0 +1,172 @@
+"""The per-sample format of the published Hugging Face dataset ``UESTC-BICS/I2E`` (I2E_SPEC §2).
+
+Each parquet row has a ``label`` and a ``data`` column holding the bytes of an ``.npy`` file
+(``np.save``) of a uint8 array: an 8-byte header with the shape ``(T, C, H, W)`` as four
+little-endian uint16, then ``np.packbits`` of the flattened bool events (padding bits ignored).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .packed import event_shape, pack_events, packed_size, unpack_events_np
+
+HEADER_BYTES = 8
+_NPY_MAGIC = b"\x93NUMPY"
+_HEADER_DTYPE = np.dtype("<u2")
+
+
+def encode_payload(events: np.ndarray) -> np.ndarray:
+    """Bool ``[T, C, H, W]`` -> the uint8 array stored per sample: header (T, C, H, W as <u2) + packbits."""
+    events = np.asarray(events)
+    if events.ndim != 4:
+        raise ValueError(f"one sample must be bool [T, C, H, W], got shape {events.shape}")
+    if max(events.shape) > np.iinfo(np.uint16).max:
+        raise ValueError(f"every dimension must fit a uint16 header (<= 65535), got shape {events.shape}")
+    header = np.asarray(events.shape, dtype=_HEADER_DTYPE).view(np.uint8)
+    return np.concatenate([header, pack_events(events)])
+
+
+def decode_payload(payload: np.ndarray | bytes) -> np.ndarray:
+    """The uint8 header+packbits array (or its raw bytes) -> bool ``[T, C, H, W]``."""
+    raw = np.frombuffer(payload, dtype=np.uint8) if isinstance(payload, (bytes, bytearray, memoryview)) else payload
+    raw = np.asarray(raw)
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ValueError(f"an I2E payload is a 1-D uint8 array, got {raw.dtype} with shape {raw.shape}")
+    if raw.size < HEADER_BYTES:
+        raise ValueError(f"an I2E payload starts with an 8-byte shape header, got only {raw.size} bytes")
+    shape = event_shape(raw[:HEADER_BYTES].view(_HEADER_DTYPE).astype(np.int64))
+    body = raw[HEADER_BYTES:]
+    need = packed_size(shape)
+    if body.size != need:
+        raise ValueError(
+            f"I2E payload header says shape {shape} ({math.prod(shape)} bits = {need} bytes) "
+            f"but {body.size} bytes follow: the record is truncated or not an I2E sample"
+        )
+    return unpack_events_np(body, shape)
+
+
+def encode_sample(events: np.ndarray) -> bytes:
+    """Bool ``[T, C, H, W]`` -> the bytes of the ``data`` column (an ``.npy`` file of the payload)."""
+    buf = io.BytesIO()
+    np.save(buf, encode_payload(events), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _payload_from_bytes(data: bytes | bytearray | memoryview | dict) -> np.ndarray:
+    # `datasets` may hand a binary feature over as {"bytes": ..., "path": ...}
+    if isinstance(data, dict):
+        if "bytes" not in data:
+            raise ValueError(f"an I2E data cell must be bytes, got a dict with keys {sorted(data)}")
+        data = data["bytes"]
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"an I2E data cell must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if data.startswith(_NPY_MAGIC):
+        try:
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+        except ValueError as exc:
+            raise ValueError(f"the I2E data cell is a damaged .npy file: {exc}") from None
+        return arr.reshape(-1)
+    return np.frombuffer(data, dtype=np.uint8)  # raw header+packbits without the .npy wrapper
+
+
+def decode_sample(data: bytes | bytearray | memoryview | dict) -> np.ndarray:
+    """Bytes of one ``data`` cell (``.npy`` of the payload, or the bare payload) -> bool ``[T, C, H, W]``."""
+    return decode_payload(_payload_from_bytes(data))
+
+
+def sample_shape(data: bytes | bytearray | memoryview | dict) -> tuple[int, int, int, int]:
+    """The ``(T, C, H, W)`` of one ``data`` cell, read from its header without unpacking."""
+    raw = _payload_from_bytes(data)
+    if raw.size < HEADER_BYTES:
+        raise ValueError(f"an I2E payload starts with an 8-byte shape header, got only {raw.size} bytes")
+    return event_shape(raw[:HEADER_BYTES].view(_HEADER_DTYPE).astype(np.int64))
+
+
+def _require_pyarrow():
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError(
+            "reading or writing I2E parquet files needs pyarrow: pip install 'i2e_lightning[parquet]' "
+            "(or pip install pyarrow)"
+        ) from None
+    return pq
+
+
+class ParquetEvents:
+    """Random access to a local parquet file of the Hugging Face I2E dataset (columns ``data``, ``label``).
+
+    Only the two columns are read, and the byte cells are kept as one Arrow column in memory
+    (the packed bytes: about 1/8 of the bool events).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        pq = _require_pyarrow()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"parquet file not found: {self.path}")
+        try:
+            schema = pq.read_schema(self.path)
+        except Exception as exc:  # pyarrow raises its own ArrowInvalid for non-parquet files
+            raise ValueError(f"{self.path} is not a readable parquet file: {exc}") from None
+        missing = {"data", "label"} - set(schema.names)
+        if missing:
+            raise ValueError(
+                f"{self.path} lacks the column(s) {sorted(missing)} of the I2E dataset (it has {schema.names})"
+            )
+        table = pq.read_table(self.path, columns=["data", "label"])
+        self._data = table.column("data")
+        self.labels = np.asarray(table.column("label").to_numpy(zero_copy_only=False), dtype=np.int64)
+        if len(self.labels) == 0:
+            raise ValueError(f"{self.path} holds no rows")
+        self.shape = sample_shape(self._cell(0))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _cell(self, index: int):
+        return self._data[index].as_py()
+
+    def payload(self, index: int) -> np.ndarray:
+        """The uint8 header+packbits payload of row ``index``."""
+        return _payload_from_bytes(self._cell(index))
+
+    def packed(self, index: int) -> np.ndarray:
+        """The packed bits of row ``index`` (without the header), checked against the file's shape."""
+        raw = self.payload(index)
+        shape = event_shape(raw[:HEADER_BYTES].view(_HEADER_DTYPE).astype(np.int64))
+        if shape != self.shape:
+            raise ValueError(f"{self.path} row {index} has shape {shape}, the first row {self.shape}: mixed shapes")
+        body = raw[HEADER_BYTES:]
+        if body.size != packed_size(shape):
+            raise ValueError(f"{self.path} row {index} is truncated ({body.size} bytes for shape {shape})")
+        return body
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        return decode_payload(self.payload(index)), int(self.labels[index])
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+def write_parquet(path: str | Path, events: Iterator[np.ndarray] | np.ndarray, labels) -> Path:
+    """Write samples in the Hugging Face I2E layout (``data`` = ``.npy`` bytes, ``label`` = int64)."""
+    pq = _require_pyarrow()
+    import pyarrow as pa
+
+    cells = [encode_sample(np.asarray(e)) for e in events]
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(cells) != len(labels):
+        raise ValueError(f"got {len(cells)} samples but {len(labels)} labels")
+    path = Path(path)
+    table = pa.table({"data": pa.array(cells, type=pa.binary()), "label": pa.array(labels, type=pa.int64())})
+    pq.write_table(table, path)
+    return path

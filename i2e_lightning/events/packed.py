@@ -1,0 +1,125 @@
+"""Bit-packed event rows: ``np.packbits`` of bool ``[T, 2, H, W]`` in C order (I2E_SPEC §2).
+
+One sample becomes ``ceil(T*2*H*W / 8)`` bytes, most significant bit first (numpy's
+``bitorder="big"``); the padding bits of the last byte are written as zeros and ignored
+on reading. The same bytes are produced by the numpy path (fast on the CPU) and by the
+torch path (runs on whatever device the tensor lives on, e.g. to unpack a batch on the GPU).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+ArrayLike = np.ndarray | Tensor
+
+# bit weights of one byte, most significant first (np.packbits' default "big" bit order)
+_SHIFTS = (7, 6, 5, 4, 3, 2, 1, 0)
+
+
+def event_shape(shape: Sequence[int]) -> tuple[int, int, int, int]:
+    """Validate and normalise a per-sample event shape ``(T, C, H, W)``."""
+    try:
+        dims = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"event shape must be four integers (T, C, H, W), got {shape!r}") from None
+    if len(dims) != 4 or any(d < 1 for d in dims):
+        raise ValueError(f"event shape must be four positive integers (T, C, H, W), got {shape!r}")
+    return dims  # type: ignore[return-value]
+
+
+def packed_size(shape: Sequence[int]) -> int:
+    """Bytes of one packed sample of shape ``(T, C, H, W)``: ``ceil(T*C*H*W / 8)``."""
+    return math.ceil(math.prod(event_shape(shape)) / 8)
+
+
+def _split_batch(x: ArrayLike, what: str) -> tuple[bool, tuple[int, ...]]:
+    """Whether ``x`` is a batch ``[N, T, C, H, W]`` (else one sample ``[T, C, H, W]``) and its sample shape."""
+    if x.ndim == 4:
+        return False, tuple(x.shape)
+    if x.ndim == 5:
+        return True, tuple(x.shape[1:])
+    raise ValueError(f"{what} must be bool [T, C, H, W] or [N, T, C, H, W], got shape {tuple(x.shape)}")
+
+
+def pack_events(events: ArrayLike) -> ArrayLike:
+    """Pack bool events ``[T, C, H, W]`` -> uint8 ``[nbytes]`` or ``[N, T, C, H, W]`` -> ``[N, nbytes]``.
+
+    A numpy array gives a numpy array (``np.packbits``); a torch tensor gives a uint8 tensor on
+    the same device, bit-identical to ``np.packbits``. Any nonzero value counts as an event.
+    """
+    if isinstance(events, np.ndarray):
+        batched, _ = _split_batch(events, "events")
+        flat = events.reshape(events.shape[0], -1) if batched else events.reshape(-1)
+        if flat.dtype != np.bool_:
+            flat = flat != 0
+        return np.packbits(flat, axis=-1)
+    if isinstance(events, Tensor):
+        batched, _ = _split_batch(events, "events")
+        n = events.shape[0] if batched else 1
+        flat = events.reshape(n, -1)
+        flat = (flat != 0) if flat.dtype != torch.bool else flat
+        nbits = flat.shape[1]
+        pad = (-nbits) % 8
+        if pad:
+            flat = torch.cat([flat, flat.new_zeros((n, pad))], dim=1)
+        bits = flat.view(n, -1, 8).to(torch.uint8)
+        out = bits[:, :, 0] << 7
+        for i in range(1, 8):
+            out |= bits[:, :, i] << _SHIFTS[i]
+        return out if batched else out[0]
+    raise ValueError(f"events must be a numpy array or torch tensor, got {type(events).__name__}")
+
+
+def _check_packed(packed: ArrayLike, shape: Sequence[int]) -> tuple[tuple[int, int, int, int], int, bool]:
+    dims = event_shape(shape)
+    nbytes = packed_size(dims)
+    if packed.ndim not in (1, 2):
+        raise ValueError(f"packed events must be uint8 [nbytes] or [N, nbytes], got shape {tuple(packed.shape)}")
+    if packed.shape[-1] != nbytes:
+        raise ValueError(
+            f"packed row has {packed.shape[-1]} bytes but shape {dims} needs ceil({math.prod(dims)}/8) = {nbytes}: "
+            "the shape does not belong to these bytes"
+        )
+    return dims, nbytes, packed.ndim == 2
+
+
+def unpack_events_np(packed: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Unpack uint8 ``[nbytes]`` / ``[N, nbytes]`` to numpy bool ``[T, C, H, W]`` / ``[N, T, C, H, W]``."""
+    packed = np.asarray(packed)
+    if packed.dtype != np.uint8:
+        raise ValueError(f"packed events must be uint8, got {packed.dtype}")
+    dims, _, batched = _check_packed(packed, shape)
+    nbits = math.prod(dims)
+    bits = np.unpackbits(packed, axis=-1, count=nbits).view(np.bool_)
+    return bits.reshape((packed.shape[0], *dims) if batched else dims)
+
+
+def unpack_events(
+    packed: ArrayLike, shape: Sequence[int], device: torch.device | str | None = None
+) -> Tensor:
+    """Unpack uint8 ``[nbytes]`` / ``[N, nbytes]`` to a torch bool tensor ``[T, C, H, W]`` / ``[N, T, C, H, W]``.
+
+    The bytes are moved to ``device`` first (default: where they are; CPU for numpy input), so
+    unpacking a batch of rows on the GPU only transfers the packed bytes (8x less than bool).
+    Padding bits after the last event are ignored.
+    """
+    if isinstance(packed, np.ndarray):
+        packed = torch.from_numpy(np.ascontiguousarray(packed))
+    if not isinstance(packed, Tensor):
+        raise ValueError(f"packed events must be a numpy array or torch tensor, got {type(packed).__name__}")
+    if packed.dtype != torch.uint8:
+        raise ValueError(f"packed events must be uint8, got {packed.dtype}")
+    dims, nbytes, batched = _check_packed(packed, shape)
+    if device is not None:
+        packed = packed.to(device, non_blocking=True)
+    rows = packed.reshape(-1, nbytes)
+    shifts = torch.tensor(_SHIFTS, dtype=torch.uint8, device=rows.device)
+    bits = (rows.unsqueeze(-1) >> shifts).bitwise_and_(1).view(torch.bool)
+    nbits = math.prod(dims)
+    bits = bits.reshape(rows.shape[0], nbytes * 8)[:, :nbits]
+    return bits.reshape(rows.shape[0], *dims) if batched else bits.reshape(dims)

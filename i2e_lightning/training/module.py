@@ -1,0 +1,285 @@
+"""The LightningModule that trains a spiking classifier on I2E events.
+
+The network is built by name from the model registry; the number of classes may be
+left to the datamodule (resolved in ``setup``), so one config trains any dataset.
+Batches arrive as ``(events float [T, B, 2, H, W], labels int64 [B])``: the
+datamodule converts images to events on the device in ``on_after_batch_transfer``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from .. import models as _models
+from .checkpoint import load_init_weights
+
+STAGES = ("train", "val", "test")
+
+
+class SpikingClassifier(L.LightningModule):
+    """Train/evaluate a spiking network (``arch`` from ``i2e_lightning.models``) on event tensors.
+
+    Args:
+        arch: registry name of the network (``spiking_cnn``, ``ms_resnet18``, ``ms_resnet34``...).
+        num_classes: classes of the head; ``None`` takes ``datamodule.num_classes`` in ``setup``.
+        model_kwargs: extra keyword arguments of the network constructor (channels, LIF options...).
+        in_channels: event channels; ``None`` takes ``datamodule.in_channels`` (2: ON/OFF).
+        optimizer: ``"sgd"`` (momentum, the paper's recipe) or ``"adamw"``.
+        lr: peak learning rate.
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum for SGD.
+        weight_decay: L2 penalty (SGD) or decoupled decay (AdamW).
+        betas: AdamW betas.
+        scheduler: ``"cosine"`` (decay to ``eta_min``), or ``"none"`` (constant lr).
+        eta_min: the final learning rate of the cosine decay (the paper: 5e-5).
+        warmup_epochs: linear warm-up from ``lr * warmup_start_factor`` over these epochs (fractional allowed).
+        warmup_start_factor: the first warm-up lr as a fraction of ``lr``.
+        scheduler_interval: update the lr every ``"epoch"`` (as the paper) or every ``"step"``.
+        label_smoothing: of the cross-entropy loss (the paper: 0.1).
+        compile: ``torch.compile`` the network (in place, so checkpoints keep plain parameter names).
+        init_from: checkpoint to initialise the weights from, before training or evaluation: one of
+            ours (a Lightning ``.ckpt``) or an official I2E checkpoint (``state_dict`` of the official
+            MS-ResNet, ``module.`` prefix allowed). The head is replaced when the class counts differ.
+        spike_log_every_n_steps: log per-layer firing rates (``spikes/<layer>``) every this many
+            training steps and on the first validation batch; 0 turns it off.
+    """
+
+    def __init__(
+        self,
+        arch: str = "spiking_cnn",
+        num_classes: int | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        in_channels: int | None = None,
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 2e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        scheduler: Literal["cosine", "none"] = "cosine",
+        eta_min: float = 5e-5,
+        warmup_epochs: float = 0.0,
+        warmup_start_factor: float = 0.1,
+        scheduler_interval: Literal["epoch", "step"] = "epoch",
+        label_smoothing: float = 0.1,
+        compile: bool = False,
+        init_from: str | None = None,
+        spike_log_every_n_steps: int = 50,
+    ) -> None:
+        super().__init__()
+        if arch not in _models.list_models():
+            raise ValueError(f"unknown model arch {arch!r}: choose one of {sorted(_models.list_models())}")
+        if optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
+        if scheduler not in ("cosine", "none"):
+            raise ValueError(f"scheduler must be 'cosine' or 'none', got {scheduler!r}")
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        if lr <= 0 or eta_min < 0 or eta_min > lr:
+            raise ValueError(f"need 0 <= eta_min <= lr and lr > 0, got lr={lr}, eta_min={eta_min}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if num_classes is not None and num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        self.save_hyperparameters()
+        self.net: nn.Module | None = None
+        self.metrics = nn.ModuleDict()
+        self._init_done = False
+        if num_classes is not None and in_channels is not None:
+            self._build(num_classes, in_channels)
+        elif num_classes is not None and "in_channels" in (model_kwargs or {}):
+            self._build(num_classes, int(model_kwargs["in_channels"]))
+
+    # -- construction ---------------------------------------------------------------------
+
+    def _build(self, num_classes: int, in_channels: int) -> None:
+        kwargs = dict(self.hparams.model_kwargs or {})
+        kwargs.pop("in_channels", None)
+        self.net = _models.create_model(self.hparams.arch, num_classes=num_classes, in_channels=in_channels, **kwargs)
+        # the resolved values go into the checkpoint, so load_from_checkpoint rebuilds the same net
+        self.hparams.num_classes = num_classes
+        self.hparams.in_channels = in_channels
+        top5 = min(5, num_classes)
+        self.metrics = nn.ModuleDict(
+            {
+                f"{stage}_{name}": MulticlassAccuracy(num_classes=num_classes, top_k=k, average="micro")
+                for stage in STAGES
+                for name, k in (("acc", 1), ("acc_top5", top5))
+            }
+        )
+
+    def setup(self, stage: str) -> None:
+        if self.net is None:
+            dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+            num_classes = self.hparams.num_classes or getattr(dm, "num_classes", None)
+            in_channels = self.hparams.in_channels or getattr(dm, "in_channels", None) or 2
+            if num_classes is None:
+                raise ValueError(
+                    "SpikingClassifier: num_classes is not set and the datamodule does not give one: "
+                    "set model.num_classes in the config"
+                )
+            self._build(int(num_classes), int(in_channels))
+        if self.hparams.init_from and not self._init_done:
+            load_init_weights(self.net, self.hparams.init_from, self.hparams.arch, self.hparams.num_classes)
+            self._init_done = True
+        if self.hparams.compile and not getattr(self, "_compiled", False):
+            # nn.Module.compile keeps the parameter names (no `_orig_mod.` prefix in checkpoints)
+            self.net.compile()
+            self._compiled = True
+
+    def configure_model(self) -> None:
+        # load_from_checkpoint outside a trainer: hparams then hold the resolved sizes
+        if self.net is None and self.hparams.num_classes is not None:
+            self._build(int(self.hparams.num_classes), int(self.hparams.in_channels or 2))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # resuming: the checkpoint's weights win over init_from
+        self._init_done = True
+
+    # -- forward / steps ------------------------------------------------------------------
+
+    def _require_net(self) -> nn.Module:
+        if self.net is None:
+            raise RuntimeError(
+                "SpikingClassifier: the network is not built yet (num_classes unknown): "
+                "run it through a Trainer with a datamodule, or pass num_classes and in_channels"
+            )
+        return self.net
+
+    def forward(self, events: Tensor) -> Tensor:
+        """Logits ``[B, num_classes]`` of events ``[T, B, C, H, W]``."""
+        return self._require_net()(events)
+
+    def _unpack(self, batch: Any) -> tuple[Tensor, Tensor | None]:
+        if isinstance(batch, (tuple, list)):
+            events = batch[0]
+            labels = batch[1] if len(batch) > 1 else None
+        else:
+            events, labels = batch, None
+        if not isinstance(events, Tensor) or events.dim() != 5:
+            shape = tuple(events.shape) if isinstance(events, Tensor) else type(events).__name__
+            raise ValueError(
+                f"expected events [T, B, C, H, W] from the datamodule's on_after_batch_transfer, got {shape}: "
+                "use an I2EDataModule (it converts the image batch on the device)"
+            )
+        return events, labels
+
+    def _want_spikes(self, stage: str, batch_idx: int) -> bool:
+        every = self.hparams.spike_log_every_n_steps
+        if not every or self._trainer is None or self.trainer.sanity_checking:
+            return False
+        if stage == "train":
+            return self.global_step % every == 0
+        return stage == "val" and batch_idx == 0
+
+    def _shared_step(self, batch: Any, stage: str, batch_idx: int = 0) -> Tensor:
+        events, labels = self._unpack(batch)
+        if labels is None:
+            raise ValueError(f"{stage} batches need labels: got events only")
+        net = self._require_net()
+        record = self._want_spikes(stage, batch_idx)
+        if record:
+            _models.set_spike_recording(net, True)
+        try:
+            logits = net(events)
+        finally:
+            if record:
+                _models.set_spike_recording(net, False)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.hparams.label_smoothing)
+        bs = labels.shape[0]
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=bs, sync_dist=True)
+        for name in ("acc", "acc_top5"):
+            metric = self.metrics[f"{stage}_{name}"]
+            metric(logits.detach(), labels)
+            # metric objects are synced across ranks by torchmetrics at epoch end
+            self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "acc", batch_size=bs)
+        if record:
+            rates = _models.spike_rates(net)
+            # mean over ranks keeps the logged figure independent of the world size
+            self.log_dict(
+                {f"spikes/{k}": float(v) for k, v in rates.items()},
+                on_step=stage == "train",
+                on_epoch=False,
+                batch_size=bs,
+                sync_dist=True,
+            )
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train", batch_idx)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val", batch_idx)
+
+    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test", batch_idx)
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        """``{"pred": argmax class [B], "probs": softmax [B, K]}`` (and ``"target"`` when labels come along)."""
+        events, labels = self._unpack(batch)
+        probs = torch.softmax(self(events).float(), dim=1)
+        out = {"pred": probs.argmax(dim=1), "probs": probs}
+        if labels is not None:
+            out["target"] = labels
+        return out
+
+    # -- optimisation ---------------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        net = self._require_net()
+        # no weight decay on BN/bias parameters (1-D), as is usual for ResNets
+        decay = [p for p in net.parameters() if p.requires_grad and p.dim() > 1]
+        no_decay = [p for p in net.parameters() if p.requires_grad and p.dim() <= 1]
+        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov)
+        else:
+            opt = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
+        if hp.scheduler == "none":
+            return opt
+        step_wise = hp.scheduler_interval == "step"
+        if step_wise:
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            per_epoch = total / max(1, self.trainer.max_epochs or 1)
+        else:
+            total = max(1, int(self.trainer.max_epochs or 1))
+            per_epoch = 1.0
+        warmup = hp.warmup_epochs * per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, _CosineWithWarmup(total, warmup, hp.eta_min / hp.lr, hp.warmup_start_factor)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": hp.scheduler_interval}}
+
+
+class _CosineWithWarmup:
+    """lr factor: linear warm-up, then cosine from 1 to ``floor`` reached at ``total`` (a picklable class)."""
+
+    def __init__(self, total: float, warmup: float, floor: float, start: float) -> None:
+        self.total, self.warmup, self.floor, self.start = float(total), float(warmup), float(floor), float(start)
+
+    def __call__(self, step: int) -> float:
+        if self.warmup > 0 and step < self.warmup:
+            return self.start + (1.0 - self.start) * step / self.warmup
+        span = max(1.0, self.total - self.warmup)
+        progress = min(1.0, (step - self.warmup) / span)
+        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> SpikingClassifier:
+    """A trained ``SpikingClassifier`` from one of our checkpoints (clear error on a bad file)."""
+    from .checkpoint import read_checkpoint
+
+    read_checkpoint(path)  # names the file when it is missing, truncated or not a checkpoint
+    model = SpikingClassifier.load_from_checkpoint(str(path), map_location=map_location)
+    model.eval()
+    return model
