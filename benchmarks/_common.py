@@ -131,7 +131,11 @@ def environment() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
-        "env": {k: os.environ[k] for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "THP_MEM_ALLOC_ENABLE") if k in os.environ},
+        "env": {
+            k: os.environ[k]
+            for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "THP_MEM_ALLOC_ENABLE")
+            if k in os.environ
+        },
     }
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)

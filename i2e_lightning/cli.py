@@ -65,7 +65,14 @@ def _make_cli_class() -> type:
     from lightning.pytorch.loggers import CSVLogger
     from lightning.pytorch.plugins.io import CheckpointIO
 
+    from .training.callbacks import PredictionWriter
     from .training.checkpoint import AtomicCheckpointIO, read_checkpoint
+
+    class ShortUsageParser(LightningArgumentParser):
+        """On a bad option print one usage line, not the 60-line option list, before the error."""
+
+        def print_usage(self, file: Any = None) -> None:
+            (file or sys.stderr).write(f"usage: {self.prog} --config FILE [options]\n")
 
     class I2ECLI(LightningCLI):
         """LightningCLI with run names, checkpoint callbacks, resume by ``last`` and readable errors."""
@@ -76,6 +83,12 @@ def _make_cli_class() -> type:
             )
             parser.add_argument(
                 "--checkpoint_dir", type=str, default="checkpoints", help="Checkpoints go to <checkpoint_dir>/<run>/."
+            )
+            parser.add_argument(
+                "--predict_output",
+                type=str | None,
+                default=None,
+                help="predict: save predictions (pred, probs, target) to this .pt file.",
             )
             parser.add_argument(
                 "--checkpoint_every_n_steps",
@@ -137,7 +150,10 @@ def _make_cli_class() -> type:
                 callbacks.append(RichProgressBar())
             if trainer_cfg.get("enable_model_summary", True) is not False:
                 callbacks.append(RichModelSummary(max_depth=2))
-            if self.config.get("subcommand") == "fit" and trainer_cfg.get("enable_checkpointing", True) is not False:
+            if self.config.get("subcommand") == "predict" and self._sub().get("predict_output"):
+                callbacks.append(PredictionWriter(self._sub().predict_output))
+            # also outside fit, so that Lightning knows the callbacks a checkpoint was written with
+            if trainer_cfg.get("enable_checkpointing", True) is not False:
                 folder = str(self._ckpt_dir())
                 callbacks.append(
                     ModelCheckpoint(
@@ -148,13 +164,20 @@ def _make_cli_class() -> type:
                         mode="max",
                         save_top_k=1,
                         save_last=True,
+                        enable_version_counter=False,
                     )
                 )
                 every = int(self._sub().get("checkpoint_every_n_steps") or 0)
                 if every > 0:
                     # a second checkpoint callback that only refreshes last.ckpt mid-epoch
                     callbacks.append(
-                        ModelCheckpoint(dirpath=folder, every_n_train_steps=every, save_top_k=0, save_last=True)
+                        ModelCheckpoint(
+                            dirpath=folder,
+                            every_n_train_steps=every,
+                            save_top_k=0,
+                            save_last=True,
+                            enable_version_counter=False,
+                        )
                     )
             self.trainer_defaults = {**self.trainer_defaults, "callbacks": callbacks}
 
@@ -169,7 +192,7 @@ def _make_cli_class() -> type:
                 kwargs.setdefault("logger", CSVLogger(save_dir="lightning_logs", name=self._run_name()))
             return super().instantiate_trainer(**kwargs)
 
-    return I2ECLI
+    return I2ECLI, ShortUsageParser
 
 
 def run_lightning(argv: list[str] | None) -> Any:
@@ -177,14 +200,26 @@ def run_lightning(argv: list[str] | None) -> Any:
     from .data.base import I2EDataModule
     from .training.module import SpikingClassifier
 
-    cli_class = _make_cli_class()
+    cli_class, parser_class = _make_cli_class()
     return cli_class(
         SpikingClassifier,
         I2EDataModule,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
+        parser_class=parser_class,
+        parser_kwargs={"prog": "python -m i2e_lightning"},
         args=argv,
     )
+
+
+def _run_with_argv(args: list[str]) -> None:
+    # LightningCLI reads sys.argv, and DDP re-launches the processes with sys.argv: make them agree
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "i2e_lightning", *args]
+    try:
+        run_lightning(None)
+    finally:
+        sys.argv = saved
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,8 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         if command not in LIGHTNING_COMMANDS and not command.startswith("-"):
             print(f"error: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
             return 2
-        # argv=None keeps LightningCLI reading sys.argv itself (as DDP re-launches the same command line)
-        run_lightning(None if argv is None else args)
+        _run_with_argv(args)
     except SystemExit as exc:  # argparse/jsonargparse already printed its message
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 2)

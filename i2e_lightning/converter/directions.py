@@ -44,8 +44,7 @@ def resolve_order(order: int | Sequence[int]) -> tuple[int, ...]:
     if isinstance(order, int):
         if not 0 <= order < len(ORDER_PRESETS):
             raise ValueError(
-                f"order preset {order} does not exist: use a preset number 0-5 "
-                "or a list of the 8 direction indices 0-7"
+                f"order preset {order} does not exist: use a preset number 0-5 or a list of the 8 direction indices 0-7"
             )
         return ORDER_PRESETS[order]
     try:
@@ -55,9 +54,7 @@ def resolve_order(order: int | Sequence[int]) -> tuple[int, ...]:
             f"order must be a preset number 0-5 or a list of the 8 direction indices 0-7, got {order!r}"
         ) from None
     if sorted(seq) != list(range(8)):
-        raise ValueError(
-            f"order {list(seq)} is not a permutation of 0-7: give each direction index 0..7 exactly once"
-        )
+        raise ValueError(f"order {list(seq)} is not a permutation of 0-7: give each direction index 0..7 exactly once")
     return seq
 
 

@@ -1,0 +1,23 @@
+"""Datasets and DataModules: workers ship uint8 images, the training device augments and converts to events."""
+
+from .base import I2EDataModule, ResizedDataset, TensorImageDataset
+from .cifar import CIFAR10DataModule, CIFAR100DataModule
+from .cifar10dvs import CIFAR10DVSDataModule
+from .config import datamodule_from_config
+from .eventfile import EventFileDataModule
+from .imagefolder import ImageFolderDataModule
+from .mnist import FashionMNISTDataModule, MNISTDataModule
+
+__all__ = [
+    "CIFAR10DVSDataModule",
+    "CIFAR10DataModule",
+    "CIFAR100DataModule",
+    "EventFileDataModule",
+    "FashionMNISTDataModule",
+    "I2EDataModule",
+    "ImageFolderDataModule",
+    "MNISTDataModule",
+    "ResizedDataset",
+    "TensorImageDataset",
+    "datamodule_from_config",
+]

@@ -175,6 +175,8 @@ class I2EDataModule(L.LightningDataModule):
             return random_hflip(images, self.aug_generator)
         return images
 
+    collate_fn: Any = None  # None = torch's default collate
+
     def device_transform(self, images: Tensor, train: bool) -> Tensor:
         """uint8 batch as shipped -> uint8 ``[B, C, H, W]`` at ``resolution`` (augmented when ``train``)."""
         if train and self.augment != "none":
@@ -220,8 +222,8 @@ class I2EDataModule(L.LightningDataModule):
     def split_dataset(self, split: str) -> Dataset:
         """``split`` (train|val|test) as ``(uint8 [C, H, W] at resolution, eval preprocessing, int label)``."""
         ds = self.loader_dataset(split)
-        image, _ = ds[0] if len(ds) else (None, None)  # type: ignore[arg-type]
-        if image is not None and tuple(image.shape[-2:]) != tuple(self.resolution):
+        sample = ds[0] if len(ds) else None  # type: ignore[arg-type]
+        if sample is not None and tuple(sample[0].shape[-2:]) != tuple(self.resolution):
             return ResizedDataset(ds, self.resolution)
         return ds
 
@@ -249,7 +251,7 @@ class I2EDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
-            drop_last=False,
+            collate_fn=self.collate_fn,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -263,6 +265,12 @@ class I2EDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # loaded splits are rebuilt lazily: keeps ddp_spawn / pickling of the DataModule cheap
+        state = self.__dict__.copy()
+        state["_splits"] = {}
+        return state
 
     def _is_training(self) -> bool:
         trainer = self.trainer

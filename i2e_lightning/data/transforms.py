@@ -61,10 +61,7 @@ def resize_uint8(x: Tensor, size: int | tuple[int, int] | list[int]) -> Tensor:
 def resize_shorter_uint8(x: Tensor, shorter: int) -> Tensor:
     """Resize so the shorter side is ``shorter`` keeping the aspect ratio (torchvision ``Resize(int)``)."""
     h, w = x.shape[-2:]
-    if h <= w:
-        size = (shorter, max(1, int(shorter * w / h)))
-    else:
-        size = (max(1, int(shorter * h / w)), shorter)
+    size = (shorter, max(1, int(shorter * w / h))) if h <= w else (max(1, int(shorter * h / w)), shorter)
     return resize_uint8(x, size)
 
 

@@ -1,0 +1,38 @@
+"""Events on disk: packed rows, HDF5 files, the published npz / Hugging Face formats, sparse x,y,t,p.
+
+Import order follows the package layering: this package uses the converter only (and the data
+package lazily, in the ``convert`` command).
+"""
+
+from .dataset import EventFileDataset
+from .hdf5 import EventFileMeta, EventH5Reader, EventH5Writer
+from .hf import ParquetEvents, decode_payload, decode_sample, encode_payload, encode_sample, write_parquet
+from .npz import NpzFolder, load_npz, save_npz, write_npz_folder
+from .packed import pack_events, packed_size, unpack_events, unpack_events_np
+from .sparse import TONIC_DTYPE, TONIC_INT64_DTYPE, dense_to_sparse, sensor_size, sparse_to_dense
+
+__all__ = [
+    "TONIC_DTYPE",
+    "TONIC_INT64_DTYPE",
+    "EventFileDataset",
+    "EventFileMeta",
+    "EventH5Reader",
+    "EventH5Writer",
+    "NpzFolder",
+    "ParquetEvents",
+    "decode_payload",
+    "decode_sample",
+    "dense_to_sparse",
+    "encode_payload",
+    "encode_sample",
+    "load_npz",
+    "pack_events",
+    "packed_size",
+    "save_npz",
+    "sensor_size",
+    "sparse_to_dense",
+    "unpack_events",
+    "unpack_events_np",
+    "write_npz_folder",
+    "write_parquet",
+]

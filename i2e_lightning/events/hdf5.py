@@ -29,7 +29,7 @@ from .packed import event_shape, packed_size, unpack_events_np
 
 FORMAT_NAME = "i2e-events"
 FORMAT_VERSION = 1
-CHUNK_BYTES = 1 << 20  # about 1 MiB of packed rows per HDF5 chunk
+CHUNK_BYTES = 1 << 16  # 64 KiB of packed rows per HDF5 chunk: cheap random row reads
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,10 @@ class EventH5Writer:
         try:
             f = h5py.File(self.path, "r+")
         except OSError as exc:
+            if "lock" in str(exc).lower():
+                raise ValueError(
+                    f"{self.path} is open in another process (HDF5 file lock): wait for that conversion to end"
+                ) from None
             raise ValueError(
                 f"{self.path} exists but cannot be opened as HDF5 ({exc}): pass --overwrite to replace it"
             ) from None
@@ -224,9 +228,7 @@ class EventH5Writer:
         packed = np.asarray(packed)
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != self.meta.row_bytes:
-            raise ValueError(
-                f"rows must be uint8 [n, {self.meta.row_bytes}], got {packed.dtype} {tuple(packed.shape)}"
-            )
+            raise ValueError(f"rows must be uint8 [n, {self.meta.row_bytes}], got {packed.dtype} {tuple(packed.shape)}")
         if packed.shape[0] != labels.shape[0]:
             raise ValueError(f"got {packed.shape[0]} rows but {labels.shape[0]} labels")
         n0, n = self.num_written, packed.shape[0]
@@ -318,6 +320,18 @@ class EventH5Reader:
         if self._rows is not None:
             return self._rows[index]
         return self._events()[index]
+
+    def packed_many(self, indices: Sequence[int]) -> np.ndarray:
+        """Packed rows at ``indices`` (any order, repeats allowed) in one read: uint8 ``[len, row_bytes]``."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < -self.num_rows or idx.max() >= self.num_rows):
+            raise IndexError(f"indices out of range for {self.num_rows} rows in {self.path}")
+        idx %= max(self.num_rows, 1)
+        if self._rows is not None:
+            return self._rows[idx]
+        # h5py wants increasing unique indices: read those once, then scatter back to the asked order
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        return self._events()[uniq][inverse] if uniq.size else np.empty((0, self.meta.row_bytes), np.uint8)
 
     def packed_rows(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Packed rows ``start:stop`` (uint8 ``[n, row_bytes]``), clipped to the valid rows."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,36 +104,67 @@ def _require_pyarrow():
 class ParquetEvents:
     """Random access to a local parquet file of the Hugging Face I2E dataset (columns ``data``, ``label``).
 
-    Only the two columns are read, and the byte cells are kept as one Arrow column in memory
-    (the packed bytes: about 1/8 of the bool events).
+    The labels are read at once; the byte cells are read one parquet row group at a time, on
+    demand, keeping the last few row groups (so shards of any size fit in memory). With
+    ``in_memory=True`` the whole ``data`` column is read up front (the packed bytes: about 1/8
+    of the bool events). Safe in DataLoader workers: the file is reopened in each process.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    CACHED_GROUPS = 4
+
+    def __init__(self, path: str | Path, *, in_memory: bool = False) -> None:
         pq = _require_pyarrow()
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"parquet file not found: {self.path}")
         try:
-            schema = pq.read_schema(self.path)
+            pf = pq.ParquetFile(self.path)
         except Exception as exc:  # pyarrow raises its own ArrowInvalid for non-parquet files
             raise ValueError(f"{self.path} is not a readable parquet file: {exc}") from None
-        missing = {"data", "label"} - set(schema.names)
+        names = pf.schema_arrow.names
+        missing = {"data", "label"} - set(names)
         if missing:
-            raise ValueError(
-                f"{self.path} lacks the column(s) {sorted(missing)} of the I2E dataset (it has {schema.names})"
-            )
-        table = pq.read_table(self.path, columns=["data", "label"])
-        self._data = table.column("data")
-        self.labels = np.asarray(table.column("label").to_numpy(zero_copy_only=False), dtype=np.int64)
+            raise ValueError(f"{self.path} lacks the column(s) {sorted(missing)} of the I2E dataset (it has {names})")
+        labels = pf.read(columns=["label"]).column("label")
+        self.labels = np.asarray(labels.to_numpy(zero_copy_only=False), dtype=np.int64)
         if len(self.labels) == 0:
             raise ValueError(f"{self.path} holds no rows")
+        rows = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+        self._group_starts = np.cumsum([0, *rows])
+        self._data = pf.read(columns=["data"]).column("data") if in_memory else None
+        self._pf = None
+        self._pid = -1
+        self._groups: dict[int, object] = {}  # row group -> its data column, most recent last
         self.shape = sample_shape(self._cell(0))
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_pf=None, _pid=-1, _groups={})  # Arrow file handles do not cross processes
+        return state
+
+    def _group_column(self, group: int):
+        if group in self._groups:
+            self._groups[group] = self._groups.pop(group)  # mark as most recently used
+            return self._groups[group]
+        if self._pf is None or self._pid != os.getpid():
+            pq = _require_pyarrow()
+            self._pf, self._pid, self._groups = pq.ParquetFile(self.path), os.getpid(), {}
+        column = self._pf.read_row_group(group, columns=["data"]).column("data")
+        self._groups[group] = column
+        while len(self._groups) > self.CACHED_GROUPS:
+            self._groups.pop(next(iter(self._groups)))
+        return column
+
     def _cell(self, index: int):
-        return self._data[index].as_py()
+        if not 0 <= index < len(self.labels):
+            raise IndexError(f"row {index} out of range for {len(self.labels)} rows in {self.path}")
+        if self._data is not None:
+            return self._data[index].as_py()
+        group = int(np.searchsorted(self._group_starts, index, side="right")) - 1
+        return self._group_column(group)[index - int(self._group_starts[group])].as_py()
 
     def payload(self, index: int) -> np.ndarray:
         """The uint8 header+packbits payload of row ``index``."""
@@ -157,7 +189,9 @@ class ParquetEvents:
             yield self[i]
 
 
-def write_parquet(path: str | Path, events: Iterator[np.ndarray] | np.ndarray, labels) -> Path:
+def write_parquet(
+    path: str | Path, events: Iterator[np.ndarray] | np.ndarray, labels, *, row_group_size: int | None = None
+) -> Path:
     """Write samples in the Hugging Face I2E layout (``data`` = ``.npy`` bytes, ``label`` = int64)."""
     pq = _require_pyarrow()
     import pyarrow as pa
@@ -168,5 +202,5 @@ def write_parquet(path: str | Path, events: Iterator[np.ndarray] | np.ndarray, l
         raise ValueError(f"got {len(cells)} samples but {len(labels)} labels")
     path = Path(path)
     table = pa.table({"data": pa.array(cells, type=pa.binary()), "label": pa.array(labels, type=pa.int64())})
-    pq.write_table(table, path)
+    pq.write_table(table, path, row_group_size=row_group_size)
     return path

@@ -35,12 +35,14 @@ def load_npz(path: str | Path) -> np.ndarray:
         raise FileNotFoundError(f"npz sample not found: {path}")
     try:
         with np.load(path, allow_pickle=False) as z:
-            key = NPZ_KEY if NPZ_KEY in z.files else (z.files[0] if len(z.files) == 1 else None)
-            if key is None:
-                raise ValueError(f"{path} holds arrays {z.files}; expected one array (key {NPZ_KEY!r})")
-            arr = z[key]
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            files = list(z.files)
+            key = NPZ_KEY if NPZ_KEY in files else (files[0] if len(files) == 1 else None)
+            arr = z[key] if key is not None else None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, AttributeError, TypeError) as exc:
+        # np.load treats a non-zip file as a pickle and refuses it with a ValueError
         raise ValueError(f"{path} is not a readable .npz file: {exc}") from None
+    if arr is None:
+        raise ValueError(f"{path} holds arrays {files}; expected one array (key {NPZ_KEY!r})")
     if arr.ndim != 4:
         raise ValueError(f"{path} holds an array of shape {arr.shape}; an I2E sample is [T, 2, H, W]")
     if arr.dtype != np.bool_:

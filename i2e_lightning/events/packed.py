@@ -99,9 +99,7 @@ def unpack_events_np(packed: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return bits.reshape((packed.shape[0], *dims) if batched else dims)
 
 
-def unpack_events(
-    packed: ArrayLike, shape: Sequence[int], device: torch.device | str | None = None
-) -> Tensor:
+def unpack_events(packed: ArrayLike, shape: Sequence[int], device: torch.device | str | None = None) -> Tensor:
     """Unpack uint8 ``[nbytes]`` / ``[N, nbytes]`` to a torch bool tensor ``[T, C, H, W]`` / ``[N, T, C, H, W]``.
 
     The bytes are moved to ``device`` first (default: where they are; CPU for numpy input), so

@@ -1,0 +1,35 @@
+"""Spiking networks on snnTorch neurons: MS-ResNet18/34 (official I2E layout) and a small spiking CNN.
+
+All models take events ``[T, B, C, H, W]`` (float, time first) and return logits ``[B, num_classes]``
+averaged over T; neuron states start from zero on every forward.
+"""
+
+from .cnn import SpikingCNN, spiking_cnn
+from .ms_resnet import MSBasicBlock, MSResNet, ms_resnet18, ms_resnet34
+from .neurons import ATan, ATanSpike, MultiStepLeaky
+from .official import load_official, official_state_dict, save_official, to_official_state_dict
+from .registry import create_model, list_models, register_model
+from .utils import lif_layers, replace_head, set_spike_recording, spike_rates
+
+__all__ = [
+    "ATan",
+    "ATanSpike",
+    "MSBasicBlock",
+    "MSResNet",
+    "MultiStepLeaky",
+    "SpikingCNN",
+    "create_model",
+    "lif_layers",
+    "list_models",
+    "load_official",
+    "ms_resnet18",
+    "ms_resnet34",
+    "official_state_dict",
+    "register_model",
+    "replace_head",
+    "save_official",
+    "set_spike_recording",
+    "spike_rates",
+    "spiking_cnn",
+    "to_official_state_dict",
+]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["SeqAdaptiveAvgPool2d", "SeqBatchNorm2d", "SeqConv2d", "SeqMaxPool2d", "fold"]
+__all__ = ["SeqAdaptiveAvgPool2d", "SeqAvgPool2d", "SeqBatchNorm2d", "SeqConv2d", "SeqMaxPool2d", "fold"]
 
 
 def fold(fn, x: torch.Tensor) -> torch.Tensor:
@@ -35,5 +35,10 @@ class SeqMaxPool2d(nn.MaxPool2d):
 
 
 class SeqAdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fold(super().forward, x)
+
+
+class SeqAvgPool2d(nn.AvgPool2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return fold(super().forward, x)

@@ -14,7 +14,7 @@ import snntorch as snn
 import torch
 from snntorch._neurons.neurons import SpikingNeuron
 
-__all__ = ["ATan", "ATanSpike", "MultiStepLeaky", "lif"]
+__all__ = ["ATan", "ATanSpike", "MultiStepLeaky"]
 
 
 class ATanSpike(torch.autograd.Function):
@@ -35,8 +35,11 @@ class ATanSpike(torch.autograd.Function):
     def backward(ctx, grad_output: torch.Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
         alpha = ctx.alpha
-        grad = grad_output * (alpha / 2) / (1 + (math.pi / 2 * alpha * x).square())
-        return grad, None, None
+        # alpha/2 / (1 + (pi/2 alpha x)^2) == 1 / (2/alpha + (pi^2 alpha / 2) x^2): two kernels instead of five
+        denom = torch.addcmul(
+            torch.tensor(2.0 / alpha, dtype=x.dtype, device=x.device), x, x, value=math.pi**2 * alpha / 2
+        )
+        return grad_output / denom, None, None
 
 
 class ATan:
@@ -89,6 +92,8 @@ class MultiStepLeaky(snn.Leaky):
         # snnTorch keeps a class-level list of every neuron ever built (for init_hidden=True resets);
         # we never use it, and it would keep dead models (and their last membranes) alive forever.
         _forget_instance(self)
+        self._prev_spk: torch.Tensor | None = None
+        self._update_graded_flag()
         self.record = False
         self.last_rate: torch.Tensor | None = None
 
@@ -96,14 +101,43 @@ class MultiStepLeaky(snn.Leaky):
         super().__setstate__(state)
         _forget_instance(self)
 
+    def mem_reset(self, mem: torch.Tensor) -> torch.Tensor:
+        # snnTorch recomputes the reset signal as spike_grad(mem - threshold).clone().detach() from the
+        # previous step's membrane: that is exactly the previous (ungraded) spike, detached. Reuse it.
+        prev = self._prev_spk
+        if prev is not None:
+            return prev.detach()
+        return super().mem_reset(mem)
+
+    def fire(self, mem: torch.Tensor) -> torch.Tensor:
+        spk = self.spike_grad(mem - self.threshold)
+        self._prev_spk = spk
+        return spk if self._unit_graded else spk * self.graded_spikes_factor
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._update_graded_flag()
+
+    def _update_graded_flag(self) -> None:
+        # a plain python flag (not a tensor test per step) keeps the loop free of syncs / graph breaks
+        g = self.graded_spikes_factor
+        self._unit_graded = not isinstance(g, torch.nn.Parameter) and bool(g.detach().eq(1).all())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        mem = torch.zeros_like(x[0])
+        # unbind: its backward is one stack of the step gradients; x[t] would make T full-size
+        # zero tensors in backward (SelectBackward), O(T^2) memory traffic
+        steps = x.unbind(0)
+        mem = torch.zeros_like(steps[0])
         spikes = []
-        for t in range(x.shape[0]):
-            spk, mem = super().forward(x[t], mem)
-            spikes.append(spk)
-        # drop the membrane buffer so nothing (memory, autograd graph, state) outlives the call
-        self.mem = torch.zeros(0, device=x.device)
+        self._prev_spk = None
+        try:
+            for xt in steps:
+                spk, mem = super().forward(xt, mem)
+                spikes.append(spk)
+        finally:
+            # drop the membrane and last spike so nothing (memory, graph, state) outlives the call
+            self._prev_spk = None
+            self.mem = torch.zeros(0, device=x.device)
         out = torch.stack(spikes)
         if self.record:
             self.last_rate = out.detach().float().mean()
@@ -121,9 +155,3 @@ def _forget_instance(neuron: SpikingNeuron) -> None:
     for i in range(len(insts) - 1, -1, -1):
         if insts[i] is neuron:
             del insts[i]
-
-
-def lif(**kw) -> MultiStepLeaky:
-    """The paper's LIF: tau 2 (beta 0.5), threshold 1, hard reset to 0 (detached), ATan(alpha=2)."""
-    return MultiStepLeaky(**kw)
-

@@ -110,3 +110,73 @@ def sj_ms_resnet18(num_classes: int = 10, in_channels: int = 2) -> SJMSResNet:
 
 def sj_ms_resnet34(num_classes: int = 10, in_channels: int = 2) -> SJMSResNet:
     return SJMSResNet((3, 4, 6, 3), num_classes, in_channels)
+
+
+class SJConvStage(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel_size: int, stride: int, pool: str) -> None:
+        super().__init__()
+        self.conv = _conv(cin, cout, kernel_size, stride, kernel_size // 2)
+        self.bn = _bn(cout)
+        if pool == "max":
+            self.pool: nn.Module = layer.MaxPool2d(2, step_mode="m")
+        elif pool == "avg":
+            self.pool = layer.AvgPool2d(2, step_mode="m")
+        else:
+            self.pool = nn.Identity()
+        self.sn = _lif()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sn(self.pool(self.bn(self.conv(x))))
+
+
+class SJSpikingCNN(nn.Module):
+    """SpikingJelly twin of :class:`i2e_lightning.models.SpikingCNN` (same options and state-dict names)."""
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 2,
+        channels: tuple[int, ...] = (32, 64),
+        hidden: int = 0,
+        kernel_size: int = 3,
+        stem_stride: int = 1,
+        pool: str = "max",
+        global_pool: bool = False,
+        input_size: tuple[int, int] = (32, 32),
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        cins = [in_channels, *channels[:-1]]
+        self.global_pool = global_pool
+        self.stages = nn.Sequential(
+            *[
+                SJConvStage(ci, co, kernel_size, stem_stride if i == 0 else 1, pool)
+                for i, (ci, co) in enumerate(zip(cins, channels, strict=True))
+            ]
+        )
+        self.stages.eval()
+        with torch.no_grad():
+            functional.reset_net(self.stages)
+            fh, fw = self.stages(torch.zeros(1, 1, in_channels, *input_size)).shape[-2:]
+        self.stages.train()
+        feat = channels[-1] if global_pool else channels[-1] * fh * fw
+        self.dropout = nn.Dropout(dropout)
+        self.fc_hidden = nn.Linear(feat, hidden) if hidden else None
+        self.sn_hidden = _lif() if hidden else None
+        self.fc = nn.Linear(hidden or feat, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        functional.reset_net(self)
+        x = self.stages(x)
+        x = x.mean((3, 4)) if self.global_pool else x.flatten(2)
+        x = self.dropout(x)
+        if self.fc_hidden is not None:
+            x = self.sn_hidden(self.fc_hidden(x))
+        return self.fc(x).mean(0)
+
+
+def sj_spiking_cnn(num_classes: int = 10, in_channels: int = 2, **kw) -> SJSpikingCNN:
+    return SJSpikingCNN(num_classes=num_classes, in_channels=in_channels, **kw)

@@ -31,7 +31,7 @@ INPUT_DTYPES = {"uint8": TensorProto.UINT8, "float32": TensorProto.FLOAT}
 OUTPUT_DTYPES = {"bool": TensorProto.BOOL, "uint8": TensorProto.UINT8, "float32": TensorProto.FLOAT}
 LAYOUTS = ("TBCHW", "BTCHW")
 MIN_OPSET = 13  # Slice/Unsqueeze/Pad with tensor inputs, GreaterOrEqual
-MAX_OPSET = 21  # the newest opset ONNX Runtime >= 1.17 runs on CPU
+MAX_OPSET = 21  # newest opset tested (ONNX Runtime 1.32); older runtimes need an older --opset
 DEFAULT_OPSET = 17
 INPUT_NAME = "images"
 EVENTS_NAME = "events"
@@ -40,7 +40,13 @@ _INT64_MAX = np.iinfo(np.int64).max
 
 
 def _check_settings(
-    ratio: float, order: int | Sequence[int], timesteps: int, input_dtype: str, output_dtype: str, layout: str, opset: int
+    ratio: float,
+    order: int | Sequence[int],
+    timesteps: int,
+    input_dtype: str,
+    output_dtype: str,
+    layout: str,
+    opset: int,
 ) -> tuple[int, ...]:
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < float(ratio) < 1.0:
         raise ValueError(f"ratio must be a number in (0, 1) (the paper uses 0.07-0.15), got {ratio!r}")

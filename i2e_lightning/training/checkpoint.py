@@ -45,11 +45,6 @@ def is_lightning_checkpoint(ckpt: dict[str, Any]) -> bool:
     )
 
 
-def _official_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
-    state = ckpt.get("state_dict", ckpt.get("model", ckpt))
-    return {str(k).removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
 def load_init_weights(net: nn.Module, source: str | Path | dict[str, Any], arch: str, num_classes: int) -> str:
     """Copy weights from ``source`` into ``net`` (in place); returns ``"lightning"`` or ``"official"``.
 
@@ -81,14 +76,15 @@ def load_init_weights(net: nn.Module, source: str | Path | dict[str, Any], arch:
         _load_strict(probe, state, name)
     else:
         kind = "official"
-        state = _official_state(ckpt)
+        # strips module./_orig_mod. prefixes, drops the converter's i2e.weight
+        state = _models.official_state_dict(ckpt)
         if "fc.weight" not in state:
             raise ValueError(
                 f"init_from {name} is neither one of our Lightning checkpoints nor an official I2E checkpoint "
                 f"(no 'fc.weight' in its state_dict; first keys: {list(state)[:5]})"
             )
         src_classes = int(state["fc.weight"].shape[0])
-        probe = _models.official.load_official(ckpt, arch=arch, num_classes=src_classes)
+        probe = _models.load_official(state, arch=arch, num_classes=src_classes)
     if int(src_classes) != num_classes:
         _models.replace_head(probe, num_classes)
     _load_strict(net, probe.state_dict(), name)

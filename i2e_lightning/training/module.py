@@ -100,13 +100,32 @@ class SpikingClassifier(L.LightningModule):
 
     # -- construction ---------------------------------------------------------------------
 
-    def _build(self, num_classes: int, in_channels: int) -> None:
+    def _build(self, num_classes: int, in_channels: int, input_size: tuple[int, int] | None = None) -> None:
         kwargs = dict(self.hparams.model_kwargs or {})
         kwargs.pop("in_channels", None)
-        self.net = _models.create_model(self.hparams.arch, num_classes=num_classes, in_channels=in_channels, **kwargs)
+        if input_size is not None and "input_size" not in kwargs:
+            # networks with a flattening head (spiking_cnn) are sized for the datamodule's resolution
+            try:
+                net = _models.create_model(
+                    self.hparams.arch,
+                    num_classes=num_classes,
+                    in_channels=in_channels,
+                    input_size=list(input_size),
+                    **kwargs,
+                )
+                kwargs["input_size"] = list(input_size)
+            except ValueError as exc:
+                if "input_size" not in str(exc):
+                    raise
+                net = _models.create_model(self.hparams.arch, num_classes=num_classes, in_channels=in_channels, **kwargs)
+        else:
+            net = _models.create_model(self.hparams.arch, num_classes=num_classes, in_channels=in_channels, **kwargs)
+        self.net = net
         # the resolved values go into the checkpoint, so load_from_checkpoint rebuilds the same net
         self.hparams.num_classes = num_classes
         self.hparams.in_channels = in_channels
+        if kwargs:
+            self.hparams.model_kwargs = kwargs
         top5 = min(5, num_classes)
         self.metrics = nn.ModuleDict(
             {
@@ -126,8 +145,11 @@ class SpikingClassifier(L.LightningModule):
                     "SpikingClassifier: num_classes is not set and the datamodule does not give one: "
                     "set model.num_classes in the config"
                 )
-            self._build(int(num_classes), int(in_channels))
-        if self.hparams.init_from and not self._init_done:
+            resolution = getattr(dm, "resolution", None)
+            self._build(int(num_classes), int(in_channels), tuple(resolution) if resolution else None)
+        # resuming (ckpt_path set): the checkpoint's weights replace these anyway
+        resuming = self._trainer is not None and self.trainer.ckpt_path is not None
+        if self.hparams.init_from and not self._init_done and not resuming:
             load_init_weights(self.net, self.hparams.init_from, self.hparams.arch, self.hparams.num_classes)
             self._init_done = True
         if self.hparams.compile and not getattr(self, "_compiled", False):
@@ -186,10 +208,13 @@ class SpikingClassifier(L.LightningModule):
             raise ValueError(f"{stage} batches need labels: got events only")
         net = self._require_net()
         record = self._want_spikes(stage, batch_idx)
+        rates: dict[str, float] = {}
         if record:
             _models.set_spike_recording(net, True)
         try:
             logits = net(events)
+            if record:
+                rates = _models.spike_rates(net)
         finally:
             if record:
                 _models.set_spike_recording(net, False)
@@ -202,13 +227,12 @@ class SpikingClassifier(L.LightningModule):
             metric(logits.detach(), labels)
             # metric objects are synced across ranks by torchmetrics at epoch end
             self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "acc", batch_size=bs)
-        if record:
-            rates = _models.spike_rates(net)
+        if rates:
             # mean over ranks keeps the logged figure independent of the world size
             self.log_dict(
                 {f"spikes/{k}": float(v) for k, v in rates.items()},
                 on_step=stage == "train",
-                on_epoch=False,
+                on_epoch=stage != "train",
                 batch_size=bs,
                 sync_dist=True,
             )

@@ -1,0 +1,142 @@
+"""ONNX Runtime converter vs the PyTorch eager converter, same run, interleaved, median.
+
+    .venv/bin/python benchmarks/onnx_speed.py                       # CPU: 224x224, batch 32, 2 threads
+    .venv/bin/python benchmarks/onnx_speed.py --device cuda         # CUDA provider vs torch on the GPU
+
+Both sides get the same images and the same thread count (torch.set_num_threads and ONNX Runtime's
+intra-op threads). Each repeat times one ORT call and one torch call back to back, so machine load
+hits both alike; the medians and their ratio are printed. The events are compared bit for bit first.
+On CUDA both sides keep input and output on the GPU (ORT through I/O binding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--threads", type=int, default=2, help="CPU threads of both (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--ratio", type=float, default=0.12)
+    p.add_argument("--timesteps", type=int, default=8)
+    p.add_argument("--input-dtype", choices=("float32", "uint8"), default="float32")
+    p.add_argument("--output-dtype", choices=("bool", "uint8", "float32"), default="bool")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import onnxruntime as ort
+
+    from i2e_lightning.converter import I2E
+    from i2e_lightning.onnx import export_converter
+
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            print("--device cuda: torch sees no CUDA device", file=sys.stderr)
+            return 2
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            print(
+                f"--device cuda: onnxruntime has no CUDAExecutionProvider ({ort.get_available_providers()}): "
+                "install onnxruntime-gpu",
+                file=sys.stderr,
+            )
+            return 2
+    torch.set_num_threads(args.threads)
+    g = torch.Generator().manual_seed(0)
+    shape = (args.batch, 3, args.size, args.size)
+    x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+    if args.input_dtype == "float32":
+        x = x.float() / 255
+    conv = I2E(args.ratio, 4, args.timesteps, dtype=args.output_dtype, validate=False).eval()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_converter(
+            Path(tmp) / "i2e.onnx",
+            args.ratio,
+            4,
+            args.timesteps,
+            input_dtype=args.input_dtype,
+            output_dtype=args.output_dtype,
+        )
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = args.threads
+        so.inter_op_num_threads = 1
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.device == "cuda" else None
+        sess = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
+    used = sess.get_providers()
+    if args.device == "cuda" and used[0] != "CUDAExecutionProvider":
+        print(f"the CUDA provider could not start (session uses {used})", file=sys.stderr)
+        return 2
+
+    xn = x.numpy()
+    if args.device == "cuda":
+        xd = x.cuda()
+        x_ort = ort.OrtValue.ortvalue_from_numpy(xn, "cuda", 0)
+        binding = sess.io_binding()
+        binding.bind_ortvalue_input("images", x_ort)
+        binding.bind_output("events", "cuda", 0)
+
+        def run_ort():
+            sess.run_with_iobinding(binding)
+            return binding.get_outputs()[0]
+
+        def run_torch():
+            out = conv(xd)
+            torch.cuda.synchronize()
+            return out
+
+        ort_events = run_ort().numpy()
+        torch_events = run_torch().cpu().numpy()
+    else:
+
+        def run_ort():
+            return sess.run(None, {"images": xn})[0]
+
+        def run_torch():
+            return conv(x)
+
+        ort_events, torch_events = run_ort(), run_torch().numpy()
+    equal = bool(np.array_equal(ort_events, torch_events))
+    cpu_ref = I2E(args.ratio, 4, args.timesteps, dtype=args.output_dtype).eval()(x).numpy()
+    equal_cpu = bool(np.array_equal(ort_events, cpu_ref))
+
+    for _ in range(args.warmup):
+        run_ort(), run_torch()
+    t_ort, t_torch = [], []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        run_ort()
+        t1 = time.perf_counter()
+        run_torch()
+        t2 = time.perf_counter()
+        t_ort.append(t1 - t0)
+        t_torch.append(t2 - t1)
+    m_ort, m_torch = statistics.median(t_ort) * 1e3, statistics.median(t_torch) * 1e3
+    print(
+        f"device={args.device} providers={used} batch={args.batch} size={args.size}x{args.size} "
+        f"threads={args.threads} input={args.input_dtype} output={args.output_dtype} T={args.timesteps} "
+        f"repeats={args.repeats} torch={torch.__version__} onnxruntime={ort.__version__}"
+    )
+    print(f"events equal (ORT vs torch same device): {equal}; ORT vs torch CPU: {equal_cpu}")
+    print(f"onnxruntime  median {m_ort:8.2f} ms/batch  {m_ort / args.batch:7.3f} ms/image")
+    print(f"torch eager  median {m_torch:8.2f} ms/batch  {m_torch / args.batch:7.3f} ms/image")
+    print(f"speed-up of ORT over torch eager: {m_torch / m_ort:.2f}x")
+    return 0 if equal else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Build a DataModule from the ``data:`` section of a LightningCLI YAML config, outside of the CLI."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .base import I2EDataModule
+
+__all__ = ["datamodule_from_config", "resolve_datamodule_class"]
+
+
+def resolve_datamodule_class(class_path: str, where: str = "data.class_path") -> type[I2EDataModule]:
+    """``"i2e_lightning.data.CIFAR10DataModule"`` or a bare ``"CIFAR10DataModule"`` -> the class."""
+    from . import __all__ as known  # the package's public DataModules, for bare names and the error text
+
+    if not isinstance(class_path, str) or not class_path.strip():
+        raise ValueError(f"{where} must be a class path string, got {class_path!r}")
+    module_name, _, name = class_path.rpartition(".")
+    if not module_name:
+        module_name = "i2e_lightning.data"
+    try:
+        module = importlib.import_module(module_name)
+        cls = getattr(module, name)
+    except (ImportError, AttributeError) as exc:
+        choices = ", ".join(n for n in known if n.endswith("DataModule") and n != "I2EDataModule")
+        raise ValueError(f"{where}: cannot import {class_path!r} ({exc}); the built-in ones are {choices}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, I2EDataModule)):
+        raise ValueError(f"{where}: {class_path!r} is not an I2EDataModule subclass")
+    return cls
+
+
+def datamodule_from_config(path: str | Path, **init_overrides: Any) -> I2EDataModule:
+    """Instantiate ``data: {class_path: ..., init_args: {...}}`` of the YAML at ``path``.
+
+    ``init_overrides`` replace or add init args (e.g. ``subset=64``). Errors name the file and key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(config, dict) or "data" not in config:
+        raise ValueError(f"{path}: no 'data' section (expected data: {{class_path: ..., init_args: {{...}}}})")
+    data = config["data"]
+    if not isinstance(data, dict) or "class_path" not in data:
+        raise ValueError(
+            f"{path}: key 'data.class_path' is missing: name the DataModule, e.g. "
+            "data: {class_path: i2e_lightning.data.FashionMNISTDataModule, init_args: {...}}"
+        )
+    unknown_keys = set(data) - {"class_path", "init_args", "dict_kwargs"}
+    if unknown_keys:
+        raise ValueError(
+            f"{path}: unknown key(s) {sorted(unknown_keys)} in 'data' (put DataModule arguments under data.init_args)"
+        )
+    cls = resolve_datamodule_class(data["class_path"], where=f"{path}: data.class_path")
+    init_args = data.get("init_args") or {}
+    if not isinstance(init_args, dict):
+        raise ValueError(f"{path}: 'data.init_args' must be a mapping, got {type(init_args).__name__}")
+    init_args = {**init_args, **(data.get("dict_kwargs") or {}), **init_overrides}
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        valid = [n for n in params if n != "self"]
+        for key in init_args:
+            if key not in params:
+                raise ValueError(f"{path}: unknown key 'data.init_args.{key}' for {cls.__name__}; valid keys: {valid}")
+    try:
+        return cls(**init_args)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: bad 'data.init_args' for {cls.__name__}: {exc}") from exc

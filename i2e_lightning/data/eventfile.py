@@ -1,0 +1,153 @@
+"""Train from pre-converted I2E events on disk (HDF5, ``<class>/*.npz`` folders, Hugging Face parquet).
+
+Workers ship the packed bit rows (8x less than bool); the device unpacks them with
+``i2e_lightning.events.unpack_events`` and hands ``[T, B, 2, H, W]`` floats to the model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .base import I2EDataModule
+
+if TYPE_CHECKING:
+    from ..events.dataset import EventFileDataset
+
+__all__ = ["EventFileDataModule"]
+
+
+class EventFileDataModule(I2EDataModule):
+    """Pre-converted event files (no converter at training time: the events were made by ``convert``).
+
+    Args:
+        train_path: events of the training split (``.h5``, ``.parquet``, a parquet-shard folder or an npz folder).
+        test_path: events of the test split.
+        val_path: events of the validation split; ``None`` = hold ``val_size`` samples out of ``train_path``
+            (or, with ``val_size=0``, validate on ``test_path``).
+        data_dir: folder that relative paths are taken from (default: the working directory).
+        timesteps: keep the first ``timesteps`` of the stored T (``None`` = all).
+        augment: ``"none"`` or ``"flip"`` (per-sample horizontal flip of the events).
+        in_memory: HDF5 only: load the packed rows into RAM.
+        Other args as ``I2EDataModule``.
+    """
+
+    augment_presets = ("none", "flip")
+
+    def __init__(
+        self,
+        train_path: str,
+        test_path: str,
+        val_path: str | None = None,
+        data_dir: str | None = None,
+        batch_size: int = 128,
+        num_workers: int = 2,
+        timesteps: int | None = None,
+        augment: str = "none",
+        val_size: int | float = 0,
+        seed: int = 0,
+        pin_memory: bool = False,
+        subset: int | None = None,
+        events_dtype: str = "float32",
+        persistent_workers: bool = True,
+        in_memory: bool = False,
+    ) -> None:
+        self.paths = {"train": train_path, "test": test_path, "val": val_path}
+        self.in_memory = bool(in_memory)
+        self._datasets: dict[str, EventFileDataset] = {}
+        super().__init__(
+            data_dir=data_dir,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            augment=augment,
+            val_size=val_size,
+            seed=seed,
+            pin_memory=pin_memory,
+            subset=subset,
+            events_dtype=events_dtype,
+            persistent_workers=persistent_workers,
+        )
+        if timesteps is not None and (isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1):
+            raise ValueError(f"timesteps must be a positive integer or null, got {timesteps!r}")
+        self._timesteps = timesteps
+
+    def _make_converter(self) -> None:
+        return None
+
+    def _path(self, split: str) -> Path:
+        path = Path(os.path.expanduser(self.paths[split]))  # type: ignore[arg-type]
+        if not path.is_absolute() and self.data_dir is not None:
+            path = Path(os.path.expanduser(self.data_dir)) / path
+        return path
+
+    def event_dataset(self, split: str) -> EventFileDataset:
+        """The events helper's dataset of ``split`` (train|val|test file), packed rows."""
+        from ..events.dataset import EventFileDataset  # lazy: the data package imports without the events one
+
+        if split not in self._datasets:
+            path = self._path(split)
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"event dataset for split {split!r} not found: {path} "
+                    "(make it with `python -m i2e_lightning convert`, see docs/events.md)"
+                )
+            self._datasets[split] = EventFileDataset(path, packed=True, in_memory=self.in_memory)
+        return self._datasets[split]
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """Stored ``(T, 2, H, W)``."""
+        return self.event_dataset("train").shape
+
+    @property
+    def num_classes(self) -> int:  # type: ignore[override]
+        return self.event_dataset("train").num_classes
+
+    @property
+    def resolution(self) -> tuple[int, int]:  # type: ignore[override]
+        return (self.shape[2], self.shape[3])
+
+    @property
+    def timesteps(self) -> int:  # type: ignore[override]
+        stored = self.shape[0]
+        return stored if self._timesteps is None else min(self._timesteps, stored)
+
+    @timesteps.setter
+    def timesteps(self, value: int | None) -> None:  # the base __init__ assigns it; the files decide
+        pass
+
+    def load_source(self, split: str) -> Dataset:
+        ds = self.event_dataset(split)
+        if ds.shape != self.shape:
+            raise ValueError(f"{self._path(split)} holds events {ds.shape}, the training file {self.shape}")
+        return ds
+
+    def loader_dataset(self, split: str) -> Dataset:
+        if split == "val" and self.paths["val"] is not None:
+            if "val" not in self._splits:
+                self._splits["val"] = self.load_source("val")
+            return self._splits["val"]
+        return super().loader_dataset(split)
+
+    def split_dataset(self, split: str) -> Dataset:
+        """``(packed uint8 row, label)`` of ``split``: unpack with ``unpack_events(row, dm.shape)``."""
+        return self.loader_dataset(split)
+
+    def device_transform(self, images: Tensor, train: bool) -> Tensor:
+        from ..events.packed import unpack_events
+
+        events = unpack_events(images, self.shape, device=images.device)  # [B, T, 2, H, W] bool
+        events = events[:, : self.timesteps]
+        if train and self.augment == "flip":
+            b = events.shape[0]
+            flip = (torch.rand(b, generator=self.aug_generator) < 0.5).to(events.device).view(b, 1, 1, 1, 1)
+            events = torch.where(flip, events.flip(-1), events)
+        return events
+
+    def to_events(self, images: Tensor, train: bool) -> Tensor:
+        return images.transpose(0, 1).to(self.events_dtype).contiguous()

@@ -1,0 +1,383 @@
+"""Convert an image dataset to an HDF5 event file (``python -m i2e_lightning convert``).
+
+The conversion uses the canonical pairs (``converter.eval()``), the datamodule's eval
+preprocessing and runs in large batches on the GPU when there is one. Rows are appended and
+flushed batch by batch, so an interrupted run leaves a valid file and the same command resumes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..converter import I2E
+from .hdf5 import EventFileMeta, EventH5Writer
+from .packed import pack_events
+
+SPLITS = ("train", "val", "test")
+AUTO_BATCH_BITS = 1 << 28  # auto batch size: about 256 MB of bool events per batch
+
+if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+
+    def _popcount(a: np.ndarray) -> np.ndarray:
+        return np.bitwise_count(a)
+
+else:
+    _POP_LUT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+    def _popcount(a: np.ndarray) -> np.ndarray:
+        return _POP_LUT[a]
+
+
+@dataclass
+class ConvertResult:
+    """What one call of :func:`convert_dataset` did (statistics cover the rows converted in this call)."""
+
+    path: Path
+    num_rows: int  # rows in the file now
+    converted: int  # rows converted in this call
+    resumed_from: int  # rows already in the file before this call
+    seconds: float
+    shape: tuple[int, int, int, int]
+    counts: np.ndarray = field(repr=False)  # int64 [T, 2] events per timestep and polarity
+    bytes_written: int = 0  # packed event + label bytes written in this call
+    file_bytes: int = 0
+
+    @property
+    def event_rate(self) -> float:
+        """Mean fraction of (t, polarity, pixel) sites holding an event."""
+        sites = self.converted * math.prod(self.shape)
+        return float(self.counts.sum()) / sites if sites else 0.0
+
+    @property
+    def rate_per_timestep(self) -> list[float]:
+        t, c, h, w = self.shape
+        sites = self.converted * c * h * w
+        return [float(x) / sites if sites else 0.0 for x in self.counts.sum(axis=1)]
+
+    @property
+    def on_fraction(self) -> float:
+        """ON events / all events."""
+        total = self.counts.sum()
+        return float(self.counts[:, 0].sum()) / float(total) if total else 0.0
+
+    @property
+    def throughput(self) -> float:
+        return self.converted / self.seconds if self.seconds > 0 else 0.0
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} img/s" if speed else "-- img/s", style="progress.data.speed")
+
+
+def _events_to_rows(ev: torch.Tensor, in_torch: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Bool events ``[T, B, 2, H, W]`` -> (packed rows uint8 ``[B, nbytes]``, counts int64 ``[T, 2]``).
+
+    ``in_torch`` (default: when the events are not on the CPU) packs with torch on the events' device.
+    """
+    t, b, c, h, w = ev.shape
+    if in_torch is None:
+        in_torch = ev.device.type != "cpu"
+    if in_torch:
+        # pack on the device and move only the packed bytes (8x less than bool)
+        counts = ev.reshape(t, b, c, h * w).sum(dim=(1, 3)).cpu().numpy().astype(np.int64)
+        rows = pack_events(ev.permute(1, 0, 2, 3, 4).contiguous()).cpu().numpy()
+        return rows, counts
+    arr = ev.numpy()
+    # pack every (t, b, polarity) plane separately: cheap to count, and when a plane is a whole
+    # number of bytes its bytes are exactly a slice of the sample's row, so rows only need a
+    # transpose of the packed bytes instead of a copy of the bool events
+    planes = np.packbits(arr.reshape(t, b, c, h * w), axis=-1)  # [T, B, 2, ceil(HW/8)]
+    counts = _popcount(planes).sum(axis=(1, 3), dtype=np.int64)
+    if (h * w) % 8 == 0:
+        rows = np.ascontiguousarray(planes.transpose(1, 0, 2, 3)).reshape(b, -1)
+    else:
+        rows = np.packbits(np.ascontiguousarray(arr.transpose(1, 0, 2, 3, 4)).reshape(b, -1), axis=-1)
+    return rows, counts
+
+
+def _sample_image(dataset: Dataset) -> torch.Tensor:
+    item = dataset[0]
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        raise ValueError("the dataset must yield (image, label) pairs")
+    image = item[0]
+    if not isinstance(image, torch.Tensor):
+        image = torch.as_tensor(np.asarray(image))
+    if image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"dataset images must be tensors [C, H, W] with C = 1 or 3, got shape {tuple(image.shape)}")
+    return image
+
+
+def auto_batch_size(shape: Sequence[int]) -> int:
+    """Images per batch so that the bool events of a batch take about 256 MB (64..4096)."""
+    return int(min(4096, max(64, AUTO_BATCH_BITS // math.prod(shape))))
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``"auto"`` -> CUDA when available, else CPU; an unavailable CUDA request is an error."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available: use --device cpu")
+    return dev
+
+
+def convert_dataset(
+    dataset: Dataset,
+    converter: I2E,
+    out_path: str | Path,
+    *,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    num_workers: int | None = None,
+    overwrite: bool = False,
+    limit: int | None = None,
+    source: str | None = None,
+    split: str = "",
+    extra_attrs: dict | None = None,
+    compression: str | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+) -> ConvertResult:
+    """Convert ``dataset`` (yielding ``(image [C, H, W], label)``) to the HDF5 event file ``out_path``.
+
+    Resumes a partial file written with the same settings; refuses a complete file unless
+    ``overwrite`` and a file written with other settings (``ValueError``/``FileExistsError``).
+    The converter runs in eval mode (canonical pairs); its train/eval flag is restored afterwards.
+    ``batch_size=None`` picks about 256 MB of events per batch; ``num_workers=None`` uses no
+    DataLoader workers on the CPU (they would compete with the converter) and up to 8 with a GPU.
+    """
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    dev = resolve_device(device)
+    if num_workers is None:
+        num_workers = min(8, os.cpu_count() or 1) if dev.type == "cuda" else 0
+    total = len(dataset) if limit is None else min(limit, len(dataset))
+    if total == 0:
+        raise ValueError("the dataset is empty: nothing to convert")
+    image = _sample_image(dataset)
+    h, w = int(image.shape[1]), int(image.shape[2])
+    shape = (converter.timesteps, 2, h, w)
+    batch_size = batch_size or auto_batch_size(shape)
+    meta = EventFileMeta(
+        shape=shape,
+        ratio=converter.ratio,
+        order=converter.order,
+        resolution=(h, w),
+        source=source or type(dataset).__name__,
+        split=split,
+        num_samples=total,
+        extra=dict(extra_attrs or {}),
+    )
+    console = console or Console(stderr=True)
+    out_path = Path(out_path)
+    was_training = converter.training
+    converter.eval()
+    t_start = time.perf_counter()
+    counts = np.zeros((converter.timesteps, 2), dtype=np.int64)
+    with EventH5Writer(out_path, meta, overwrite=overwrite, compression=compression) as writer:
+        start = writer.num_written
+        if writer.resumed:
+            console.print(f"resuming {out_path} at row {start:,} of {total:,}")
+        todo = Subset(dataset, range(start, total)) if (start or total < len(dataset)) else dataset
+        loader = DataLoader(
+            todo,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            pin_memory=dev.type == "cuda",
+            persistent_workers=False,
+        )
+        columns = (
+            TextColumn("[bold]converting[/bold] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        try:
+            with Progress(*columns, console=console, disable=not progress) as bar:
+                task = bar.add_task(f"{split or 'dataset'} -> {out_path.name}", total=total, completed=start)
+                for images, labels in loader:
+                    if images.shape[-2:] != (h, w):
+                        raise ValueError(
+                            f"images change size within the dataset ({(h, w)} then {tuple(images.shape[-2:])}): "
+                            "resize them to one resolution first"
+                        )
+                    with torch.inference_mode():
+                        ev = converter(images.to(dev, non_blocking=True), dtype=torch.bool)
+                    if converter.layout == "BTCHW":
+                        ev = ev.transpose(0, 1)  # back to the contiguous [T, B, ...] buffer
+                    rows, batch_counts = _events_to_rows(ev)
+                    writer.append(rows, torch.as_tensor(labels).numpy())
+                    counts += batch_counts
+                    bar.update(task, advance=rows.shape[0])
+            writer.finish()
+        finally:
+            converter.train(was_training)
+        num_rows = writer.num_written
+    seconds = time.perf_counter() - t_start
+    converted = num_rows - start
+    return ConvertResult(
+        path=out_path,
+        num_rows=num_rows,
+        converted=converted,
+        resumed_from=start,
+        seconds=seconds,
+        shape=shape,
+        counts=counts,
+        bytes_written=converted * (meta.row_bytes + 8),
+        file_bytes=out_path.stat().st_size,
+    )
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def print_summary(result: ConvertResult, console: Console) -> None:
+    """The statistics the convert command prints."""
+    r = result
+    console.print(
+        f"[green]wrote[/green] {r.path}: {r.num_rows:,} rows of shape {r.shape}"
+        + (f" (resumed at row {r.resumed_from:,})" if r.resumed_from else "")
+    )
+    if r.converted == 0:
+        console.print("nothing left to convert")
+        return
+    per_t = " ".join(f"{x * 100:.2f}" for x in r.rate_per_timestep)
+    console.print(f"mean event rate     {r.event_rate * 100:.3f} %  (of T*2*H*W sites, {r.converted:,} samples)")
+    console.print(f"rate per timestep   {per_t}  (%)")
+    console.print(f"ON / OFF balance    {r.on_fraction * 100:.1f} % ON, {(1 - r.on_fraction) * 100:.1f} % OFF")
+    console.print(f"bytes written       {_fmt_bytes(r.bytes_written)} (file {_fmt_bytes(r.file_bytes)})")
+    console.print(
+        f"throughput          {r.throughput:,.0f} images/s ({r.seconds:.1f} s, "
+        f"{_fmt_bytes(r.bytes_written / max(r.seconds, 1e-9))}/s)"
+    )
+
+
+def parse_overrides(items: Sequence[str]) -> dict:
+    """``["val_size=0", "data_dir=/x"]`` -> ``{"val_size": 0, "data_dir": "/x"}`` (values parsed as YAML)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m i2e_lightning convert",
+        description="Convert a configured image dataset to an HDF5 event file (canonical pairs, resumable).",
+    )
+    p.add_argument("--config", required=True, help="LightningCLI YAML with a data: section")
+    p.add_argument("--split", default="train", choices=SPLITS, help="which split to convert (default: train)")
+    p.add_argument("--out", required=True, help="output .h5 file")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="images per batch (default: ~256 MB of events, 64-4096)"
+    )
+    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N")
+    p.add_argument(
+        "--num-workers", type=int, default=None, help="DataLoader workers decoding images (default: 0 on CPU, 8 GPU)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a data.init_args entry of the config (YAML value), e.g. --set val_size=0; repeatable",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file instead of resuming it")
+    p.add_argument("--limit", type=int, default=None, help="convert only the first N samples")
+    p.add_argument("--compression", choices=("gzip", "lzf"), default=None, help="HDF5 filter for events")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    console = Console(stderr=True)
+    out = Console()
+    try:
+        config = Path(args.config)
+        if not config.is_file():
+            raise FileNotFoundError(f"config file not found: {config}")
+        # imported here: data/ sits above events/ in the package layering
+        from ..data.config import datamodule_from_config
+
+        dm = datamodule_from_config(str(config), **parse_overrides(args.set))
+        dataset = dm.split_dataset(args.split)
+        source = f"{type(dm).__name__}"
+        data_dir = getattr(dm, "data_dir", None)
+        if data_dir:
+            source += f":{data_dir}"
+        extra = {"num_classes": int(dm.num_classes), "config": str(config)}
+        result = convert_dataset(
+            dataset,
+            dm.converter,
+            args.out,
+            batch_size=args.batch_size,
+            device=args.device,
+            num_workers=args.num_workers,
+            overwrite=args.overwrite,
+            limit=args.limit,
+            source=source,
+            split=args.split,
+            extra_attrs=extra,
+            compression=args.compression,
+            progress=not args.no_progress,
+            console=console,
+        )
+    except KeyboardInterrupt:
+        console.print(
+            f"[yellow]interrupted[/yellow]: {args.out} keeps every row flushed so far; "
+            "run the same command again to resume"
+        )
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, ImportError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    print_summary(result, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

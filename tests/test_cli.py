@@ -1,0 +1,148 @@
+"""The CLI: fit/validate/test/predict through LightningCLI, checkpoints, resume, extra subcommands, errors."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from test_training_utils import TINY, make_idx_dir, run_cli
+
+from i2e_lightning import cli
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_idx_dir(tmp_path_factory.mktemp("toy_fmnist_cli"))
+
+
+def _base(idx_dir: Path, tmp_path: Path) -> list[str]:
+    return [
+        "--config",
+        str(TINY),
+        "--data.init_args.data_dir",
+        str(idx_dir),
+        "--checkpoint_dir",
+        str(tmp_path / "ckpts"),
+        "--trainer.logger",
+        "false",
+    ]
+
+
+def test_fit_then_test_validate_predict_and_resume(tmp_path: Path, idx_dir: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # SaveConfigCallback / logs land here
+    base = _base(idx_dir, tmp_path)
+    assert cli.main(["fit", *base]) == 0
+    folder = tmp_path / "ckpts" / "tiny"  # run name = config file name
+    last = folder / "last.ckpt"
+    best = list(folder.glob("best*.ckpt"))
+    assert last.is_file() and len(best) == 1
+    ck = torch.load(last, map_location="cpu", weights_only=False)
+    assert ck["epoch"] == 0 and ck["global_step"] == 4  # limit_train_batches: 4
+    assert ck["hyper_parameters"]["num_classes"] == 10
+
+    assert cli.main(["test", *base, "--ckpt_path", "last"]) == 0
+    assert cli.main(["validate", *base, "--ckpt_path", "best"]) == 0
+    assert cli.main(["predict", *base, "--ckpt_path", str(last)]) == 0
+    # resume: one more epoch on top of the checkpoint
+    assert cli.main(["fit", *base, "--ckpt_path", "last", "--trainer.max_epochs", "2"]) == 0
+    ck = torch.load(last, map_location="cpu", weights_only=False)
+    assert ck["epoch"] == 1 and ck["global_step"] == 8
+    # fine-tune from it under another run name, with a different number of classes in the head check
+    assert cli.main(["fit", *base, "--run_name", "ft", "--model.init_from", str(best[0])]) == 0
+    assert (tmp_path / "ckpts" / "ft" / "last.ckpt").is_file()
+    capsys.readouterr()
+
+
+def test_last_without_checkpoint_for_test_is_a_clear_error(tmp_path: Path, idx_dir: Path, capsys) -> None:
+    code = cli.main(["test", *_base(idx_dir, tmp_path), "--run_name", "never_trained", "--ckpt_path", "last"])
+    err = capsys.readouterr().err
+    assert code == 2 and "last.ckpt does not exist" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("cut", [0, 0.5])
+def test_truncated_checkpoint_is_named(tmp_path: Path, idx_dir: Path, capsys, cut: float) -> None:
+    src = tmp_path / "src.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "pytorch-lightning_version": "2.6"}, src)
+    bad = tmp_path / "broken.ckpt"
+    bad.write_bytes(src.read_bytes()[: int(cut * src.stat().st_size)])
+    code = cli.main(["test", *_base(idx_dir, tmp_path), "--ckpt_path", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2 and "broken.ckpt" in err and "Traceback" not in err
+
+
+def test_missing_dataset_is_one_clear_message(tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "no_data_here"
+    empty.mkdir()
+    code = cli.main(["fit", *_base(empty, tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Fashion-MNIST not found" in err and str(empty) in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 3
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--model.no_such_option", "1"], "no_such_option"),
+        (["--data.init_args.batch_sise", "4"], "batch_sise"),
+        (["--trainer.max_epochs", "many"], "max_epochs"),
+    ],
+)
+def test_bad_config_key_names_it(tmp_path: Path, idx_dir: Path, capsys, args: list[str], needle: str) -> None:
+    code = cli.main(["fit", *_base(idx_dir, tmp_path), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_bad_key_in_config_file_names_it(tmp_path: Path, idx_dir: Path, capsys) -> None:
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text("model:\n  lerning_rate: 0.1\n")
+    code = cli.main(["fit", *_base(idx_dir, tmp_path), "--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert code == 2 and "lerning_rate" in err
+
+
+def test_usage_and_unknown_command(capsys) -> None:
+    assert cli.main([]) == 2
+    assert "fit" in capsys.readouterr().out
+    assert cli.main(["--help"]) == 0
+    assert cli.main(["trane"]) == 2
+    assert "unknown command 'trane'" in capsys.readouterr().err
+
+
+def test_extra_subcommands_dispatch(monkeypatch, capsys) -> None:
+    seen = {}
+
+    def fake_main(argv: list[str]) -> int:
+        seen["argv"] = argv
+        return 3
+
+    mod = types.ModuleType("i2e_fake_tool")
+    mod.main = fake_main
+    monkeypatch.setitem(sys.modules, "i2e_fake_tool", mod)
+    monkeypatch.setitem(cli.EXTRA_COMMANDS, "fake", ("i2e_fake_tool", "main", "a fake"))
+    assert cli.main(["fake", "--x", "1"]) == 3 and seen["argv"] == ["--x", "1"]
+
+    monkeypatch.setitem(cli.EXTRA_COMMANDS, "gone", ("i2e_lightning.no_such_module", "main", "missing"))
+    assert cli.main(["gone"]) == 2
+    err = capsys.readouterr().err
+    assert "'gone' command is not available" in err and "no_such_module" in err
+
+
+def test_every_extra_command_is_wired() -> None:
+    # the table of the shared contract; modules written by other helpers are imported only when used
+    assert cli.EXTRA_COMMANDS["convert"][0] == "i2e_lightning.events.convert"
+    assert cli.EXTRA_COMMANDS["visualize"][0] == "i2e_lightning.events.visualize"
+    assert cli.EXTRA_COMMANDS["export-onnx"][0] == "i2e_lightning.onnx.cli"
+    assert cli.EXTRA_COMMANDS["calibrate"][0] == "i2e_lightning.data.calibrate"
+    assert cli.EXTRA_COMMANDS["bench"][0] == "i2e_lightning.bench"
+
+
+def test_python_dash_m_entry_point(tmp_path: Path, idx_dir: Path) -> None:
+    # the real command line, in a subprocess: fit runs, prints no traceback, writes the checkpoints
+    proc = run_cli(["fit", *_base(idx_dir, tmp_path), "--trainer.limit_train_batches", "2"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "ckpts" / "tiny" / "last.ckpt").is_file()

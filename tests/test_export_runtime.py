@@ -1,0 +1,245 @@
+"""The torch-free runtime export/i2e_runtime.py: no torch import, input checks, providers, files, batching."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from i2e_lightning.converter import I2E
+from i2e_lightning.onnx import export_converter
+from i2e_lightning.onnx import runtime as pkg_runtime
+from i2e_lightning.onnx.runtime import CPU, CUDA, RUNTIME_FILE, I2ERuntime, choose_providers
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    return {
+        "float": export_converter(d / "f.onnx", 0.12, 4, 8),
+        "uint8": export_converter(d / "u.onnx", 0.1, 2, 5, input_dtype="uint8", output_dtype="uint8", layout="BTCHW"),
+    }
+
+
+def test_runtime_file_is_the_package_runtime():
+    assert RUNTIME_FILE == REPO / "export" / "i2e_runtime.py"
+    assert pkg_runtime.I2ERuntime.__module__ == "i2e_runtime"
+    from i2e_lightning.onnx import I2ERuntime as lazy
+
+    assert lazy is I2ERuntime
+
+
+def test_runs_without_torch_in_a_subprocess(models):
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["torch"] = None  # any `import torch` now raises ImportError
+        sys.path.insert(0, {str(REPO / "export")!r})
+        import numpy as np
+        from i2e_runtime import I2ERuntime, event_rate
+        rt = I2ERuntime({str(models["uint8"])!r}, threads=1)
+        x = np.random.default_rng(0).integers(0, 256, (2, 3, 9, 7), dtype=np.uint8)
+        ev = rt.run(x)
+        assert ev.shape == (2, 5, 2, 9, 7) and ev.dtype == np.uint8, ev.shape
+        assert not any(k.split(".")[0] == "torch" and v is not None for k, v in sys.modules.items())
+        print("OK", rt.providers, rt.info.ratio, round(event_rate(ev), 4))
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("OK ['CPUExecutionProvider'] 0.1")
+
+
+def test_events_equal_torch_and_metadata(models):
+    rt = I2ERuntime(models["float"], threads=1)
+    assert rt.providers == [CPU]
+    assert rt.info.kind == "converter" and rt.info.ratio == 0.12 and rt.info.timesteps == 8
+    assert rt.info.order == (4, 5, 6, 7, 0, 1, 2, 3) and rt.info.layout == "TBCHW"
+    assert rt.metadata["version"] and rt.metadata["directions"] == [4, 5, 6, 7, 0, 1, 2, 3]
+    x = torch.rand(5, 3, 11, 6)
+    ref = I2E(0.12).eval()(x).numpy()
+    assert np.array_equal(rt.run(x.numpy()), ref)
+    assert np.array_equal(rt.run(x.numpy(), batch_size=2), ref)  # chunks joined on the batch axis
+    assert np.array_equal(rt.run(x[0].numpy()), ref[:, 0])  # one [C, H, W] image
+    assert np.array_equal(rt.run([a.numpy() for a in x]), ref)  # a list of images
+    assert np.array_equal(rt.run(x.numpy().astype(np.float64)), ref)
+    # uint8 into a float model: scaled as x.float() / 255
+    u = torch.randint(0, 256, (2, 1, 5, 5), dtype=torch.uint8)
+    assert np.array_equal(rt.run(u.numpy()), I2E(0.12).eval()(u).numpy())
+
+
+def test_uint8_btchw_model_batches(models):
+    rt = I2ERuntime(models["uint8"])
+    x = torch.randint(0, 256, (7, 3, 4, 9), dtype=torch.uint8)
+    ref = I2E(0.1, 2, 5, dtype=torch.uint8, layout="BTCHW").eval()(x).numpy()
+    assert np.array_equal(rt.run(x.numpy(), batch_size=3), ref)
+    assert np.array_equal(rt(x[3].numpy()), ref[3])
+    empty = rt.run(np.zeros((0, 3, 4, 9), np.uint8))
+    assert empty.shape == (0, 5, 2, 4, 9) and empty.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "which,array,match",
+    [
+        ("float", np.zeros((4, 4), np.float32), "rank 2"),
+        ("float", np.zeros((1, 1, 3, 4, 4), np.float32), "rank 5"),
+        ("float", np.zeros((2, 4, 5, 5), np.float32), "1 or 3 channels"),
+        ("float", np.zeros((2, 5, 5, 3), np.float32), "channels-last"),
+        ("float", np.zeros((5, 5, 3), np.float32), "channels-last"),
+        ("float", np.zeros((1, 3, 0, 5), np.float32), "at least 1"),
+        ("float", np.zeros((1, 3, 4, 4), np.int32), "float or uint8"),
+        ("float", np.zeros((1, 3, 4, 4), bool), "float or uint8"),
+        ("float", np.full((1, 3, 2, 2), np.nan, np.float32), "NaN"),
+        ("uint8", np.zeros((1, 3, 4, 4), np.float32), "takes uint8"),
+        ("uint8", np.zeros((1, 3, 4, 4), np.int64), "takes uint8"),
+    ],
+)
+def test_bad_input_is_rejected_before_onnxruntime(models, monkeypatch, which, array, match):
+    rt = I2ERuntime(models[which])
+
+    def boom(*a, **k):  # pragma: no cover - must not be reached
+        raise AssertionError("ONNX Runtime was called with bad input")
+
+    monkeypatch.setattr(rt.session, "run", boom)
+    with pytest.raises(ValueError, match=match):
+        rt.run(array)
+
+
+def test_other_bad_calls(models, tmp_path):
+    rt = I2ERuntime(models["float"])
+    with pytest.raises(ValueError, match="different shapes"):
+        rt.run([np.zeros((3, 4, 4), np.float32), np.zeros((3, 5, 4), np.float32)])
+    with pytest.raises(ValueError, match="numpy array"):
+        rt.run(torch.zeros(1, 3, 4, 4))
+    with pytest.raises(ValueError, match="batch_size"):
+        rt.run(np.zeros((1, 3, 4, 4), np.float32), batch_size=0)
+    with pytest.raises(ValueError, match="threads"):
+        I2ERuntime(models["float"], threads=0)
+    with pytest.raises(FileNotFoundError, match="export-onnx"):
+        I2ERuntime(tmp_path / "missing.onnx")
+    # an ONNX file that is not ours
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    foreign = tmp_path / "foreign.onnx"
+    foreign.write_bytes(
+        helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+    )
+    with pytest.raises(ValueError, match="not an i2e_lightning export"):
+        I2ERuntime(foreign)
+
+
+class FakeSession:
+    """Stands in for ort.InferenceSession: records the providers asked for, runs on the CPU."""
+
+    calls: list[list[str]] = []
+    gpu_works = True
+
+    def __init__(self, path, sess_options=None, providers=None):
+        FakeSession.calls.append(list(providers))
+        self._real = REAL_SESSION(path, sess_options=sess_options, providers=[CPU])
+        self._providers = list(providers) if self.gpu_works else [CPU]
+
+    def get_providers(self):
+        return self._providers
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+REAL_SESSION = ort.InferenceSession
+
+
+@pytest.mark.parametrize("gpu_works", [True, False])
+def test_cuda_chosen_when_available(models, monkeypatch, gpu_works):
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(ort, "InferenceSession", FakeSession)
+    monkeypatch.setattr(FakeSession, "gpu_works", gpu_works)
+    FakeSession.calls.clear()
+    rt = I2ERuntime(models["float"])
+    assert FakeSession.calls == [[CUDA, CPU]]
+    # the providers reported are those the session uses: CUDA only when the GPU could be used
+    assert rt.providers == ([CUDA, CPU] if gpu_works else [CPU])
+    assert rt.uses_gpu is gpu_works
+    x = np.random.default_rng(0).random((1, 3, 5, 5), dtype=np.float32)
+    assert np.array_equal(rt.run(x), I2E(0.12).eval()(torch.from_numpy(x)).numpy())
+    # an explicit CPU request is honoured
+    FakeSession.calls.clear()
+    I2ERuntime(models["float"], providers=[CPU])
+    assert FakeSession.calls == [[CPU]]
+
+
+def test_choose_providers(monkeypatch):
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["AzureExecutionProvider", CPU])
+    assert choose_providers() == [CPU]
+    assert choose_providers(CPU) == [CPU]
+    with pytest.raises(ValueError, match="onnxruntime-gpu"):
+        choose_providers([CUDA])
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
+    assert choose_providers() == [CUDA, CPU]
+    assert choose_providers([CUDA]) == [CUDA, CPU]  # the CPU stays as the fallback
+
+
+def test_files_in_batches(models, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (6, 8, 3), dtype=np.uint8) for _ in range(5)]
+    paths = []
+    for i, a in enumerate(arrays):
+        p = tmp_path / f"img{i}.png"
+        Image.fromarray(a).save(p)
+        paths.append(p)
+    Image.fromarray(arrays[0][:, :, 0]).save(tmp_path / "grey.png")
+    rt = I2ERuntime(models["uint8"])
+    batches = list(rt.run_files(paths, batch_size=2))
+    assert [len(b) for b, _ in batches] == [2, 2, 1]
+    got = np.concatenate([e for _, e in batches], axis=0)
+    ref = rt.run(np.stack([a.transpose(2, 0, 1) for a in arrays]))
+    assert np.array_equal(got, ref)
+    with pytest.raises(ValueError, match="different sizes"):
+        list(rt.run_files([paths[0], tmp_path / "grey.png", *_resized(tmp_path, arrays[1])]))
+    ((_, ev),) = rt.run_files([paths[0], _resized(tmp_path, arrays[1])[0]], size=(12, 10))
+    assert ev.shape == (2, 5, 2, 12, 10)
+    with pytest.raises(FileNotFoundError):
+        list(rt.run_files([tmp_path / "nope.png"]))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="not a readable image"):
+        list(rt.run_files([tmp_path / "bad.png"]))
+
+
+def _resized(tmp_path, a):
+    from PIL import Image
+
+    p = tmp_path / "big.png"
+    Image.fromarray(np.repeat(a, 2, axis=0)).save(p)
+    return [p]
+
+
+def test_example_script(models, tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    cmd = [sys.executable, str(REPO / "export" / "example.py"), str(models["uint8"]), str(tmp_path / "a.png")]
+    res = subprocess.run([*cmd, "--size", "16", "16", "--threads", "1"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "providers" in res.stdout and "event rate" in res.stdout and "(1, 5, 2, 16, 16)" in res.stdout
+    res = subprocess.run(
+        [sys.executable, str(REPO / "export" / "example.py"), str(tmp_path / "none.onnx")],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2 and "export-onnx" in res.stderr

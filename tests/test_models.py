@@ -1,0 +1,165 @@
+"""Every registered model, timm style: shapes on odd sizes, gradients, state reset, serialization, spike rates."""
+
+from __future__ import annotations
+
+import copy
+import io
+import pickle
+
+import pytest
+import torch
+
+from i2e_lightning.models import (
+    create_model,
+    lif_layers,
+    list_models,
+    replace_head,
+    set_spike_recording,
+    spike_rates,
+)
+
+# (T, B, H, W): non-square, small, odd
+SIZES = [(2, 3, 19, 27), (1, 2, 16, 16), (3, 1, 33, 12)]
+
+
+def _build(name: str, num_classes: int = 5, in_channels: int = 2, hw=(16, 16)) -> torch.nn.Module:
+    kw = {"input_size": hw} if name == "spiking_cnn" else {}
+    torch.manual_seed(0)
+    return create_model(name, num_classes=num_classes, in_channels=in_channels, **kw)
+
+
+def _events(T, B, C, H, W, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(T, B, C, H, W, generator=g) < 0.3).float()
+
+
+def test_registry():
+    assert {"ms_resnet18", "ms_resnet34", "spiking_cnn"} <= set(list_models())
+    with pytest.raises(ValueError, match="unknown model 'resnet9'.*ms_resnet18"):
+        create_model("resnet9")
+    with pytest.raises(ValueError, match="bad arguments for model 'ms_resnet18'"):
+        create_model("ms_resnet18", num_clases=3)
+    assert create_model("MS-ResNet18", num_classes=4).fc.out_features == 4
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: "x".join(map(str, s)))
+def test_forward_backward(name, size):
+    T, B, H, W = size
+    in_ch = 3 if size[0] == 3 else 2
+    m = _build(name, num_classes=7, in_channels=in_ch, hw=(H, W)).train()
+    x = _events(T, B, in_ch, H, W)
+    if B == 1:
+        m.eval()  # BN cannot train on one value per channel at the 1x1 stages
+    out = m(x)
+    assert out.shape == (B, 7) and out.dtype == torch.float32 and torch.isfinite(out).all()
+    out.square().mean().backward()
+    for pname, p in m.named_parameters():
+        assert p.grad is not None, f"{name}: no gradient for {pname}"
+        assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient for {pname}"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_state_is_reset_between_calls(name):
+    m = _build(name).eval()
+    a, b = _events(3, 2, 2, 16, 16, seed=1), _events(3, 2, 2, 16, 16, seed=2)
+    with torch.no_grad():
+        first = m(a)
+        other = m(b)
+        again = m(a)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    # batch composition must not matter either (no state shared across samples)
+    with torch.no_grad():
+        assert torch.allclose(m(a[:, :1]), first[:1], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_serialization_roundtrip(name, tmp_path):
+    m = _build(name).eval()
+    x = _events(2, 2, 2, 16, 16)
+    with torch.no_grad():
+        ref = m(x)
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    clones = [
+        pickle.loads(pickle.dumps(m)),
+        copy.deepcopy(m),
+        torch.load(buf, weights_only=False),
+    ]
+    sd_model = _build(name)
+    sd_model.load_state_dict(m.state_dict())
+    clones.append(sd_model.eval())
+    for c in clones:
+        with torch.no_grad():
+            assert torch.equal(c(x), ref)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_spike_rates(name):
+    m = _build(name).train()
+    x = _events(2, 2, 2, 16, 16)
+    m(x)
+    assert spike_rates(m) == {}  # recording is off by default
+    set_spike_recording(m, True)
+    m(x)
+    rates = spike_rates(m)
+    assert set(rates) == set(lif_layers(m)) and len(rates) >= 3
+    assert all(0.0 <= r <= 1.0 for r in rates.values())
+    assert any(r > 0 for r in rates.values())
+    set_spike_recording(m, False)
+    assert spike_rates(m) == {}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_replace_head(name):
+    m = _build(name, num_classes=5).eval()
+    x = _events(2, 2, 2, 16, 16)
+    before = {k: v.clone() for k, v in m.state_dict().items() if not k.startswith("fc.")}
+    assert replace_head(m, 11) is m
+    assert m(x).shape == (2, 11) and m.num_classes == 11
+    assert all(torch.equal(m.state_dict()[k], v) for k, v in before.items())
+    fc = m.fc
+    replace_head(m, 11)
+    assert m.fc is fc  # same class count: untouched
+    with pytest.raises(ValueError, match="num_classes"):
+        replace_head(m, 0)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_bad_inputs_give_clear_errors(name):
+    m = _build(name)
+    with pytest.raises(ValueError, match=r"\[T, B, 2, H, W\]"):
+        m(torch.zeros(2, 2, 16, 16))
+    with pytest.raises(ValueError, match="transpose"):
+        m(torch.zeros(2, 3, 4, 16, 16))
+    with pytest.raises(ValueError, match="float"):
+        m(torch.zeros(2, 2, 2, 16, 16, dtype=torch.bool))
+
+
+def test_spiking_cnn_options():
+    m = create_model("spiking_cnn", num_classes=3, channels=(8, 16, 16), hidden=32, pool="avg", global_pool=True)
+    assert m(_events(2, 2, 2, 40, 24)).shape == (2, 3)  # global pooling: any size
+    m = create_model("spiking_cnn", num_classes=3, channels=(4,), stem_stride=2, input_size=(20, 12), dropout=0.2)
+    assert m(_events(2, 2, 2, 20, 12)).shape == (2, 3)
+    bn = m.stages[0].bn
+    assert bn.num_batches_tracked.item() == 1 and bn.running_var.mean() != 1  # only the real forward counted
+    with pytest.raises(ValueError, match="built for 20x12"):
+        m(_events(2, 2, 2, 16, 16))
+    with pytest.raises(ValueError, match="too small"):
+        create_model("spiking_cnn", channels=(4, 4, 4, 4, 4), input_size=(8, 8))
+    with pytest.raises(ValueError, match="pool must be"):
+        create_model("spiking_cnn", pool="median")
+
+
+@pytest.mark.parametrize("name", ["ms_resnet18", "spiking_cnn"])
+def test_channels_last_matches(name):
+    kw = {"input_size": (16, 16)} if name == "spiking_cnn" else {}
+    torch.manual_seed(0)
+    a = create_model(name, num_classes=4, **kw).eval()
+    b = create_model(name, num_classes=4, channels_last=True, **kw).eval()
+    b.load_state_dict(a.state_dict())
+    x = _events(2, 2, 2, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x), rtol=1e-4, atol=1e-4)

@@ -1,0 +1,233 @@
+"""The converter exported to ONNX: checker, metadata, CLI, and bit-exact parity with I2E(...).eval()."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from i2e_lightning import __version__
+from i2e_lightning.converter import I2E
+from i2e_lightning.onnx import build_converter_model, export_converter
+from i2e_lightning.onnx.cli import main as export_main
+
+SHAPES = [(1, 3, 1, 1), (2, 3, 1, 7), (1, 3, 6, 1), (3, 3, 5, 9), (2, 3, 16, 11), (1, 1, 4, 5), (2, 1, 1, 1)]
+
+
+@functools.cache
+def session(ratio=0.12, order=4, timesteps=8, input_dtype="float32", output_dtype="bool", layout="TBCHW", opset=17):
+    order_arg = list(order) if isinstance(order, tuple) else order
+    model = build_converter_model(
+        ratio, order_arg, timesteps, input_dtype=input_dtype, output_dtype=output_dtype, layout=layout, opset=opset
+    )
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def images(shape, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if dtype == "uint8":
+        return torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+    return torch.rand(shape, generator=g)
+
+
+def assert_parity(
+    x, ratio=0.12, order=4, timesteps=8, input_dtype="float32", output_dtype="bool", layout="TBCHW", opset=17
+):
+    sess = session(
+        ratio, tuple(order) if isinstance(order, list) else order, timesteps, input_dtype, output_dtype, layout, opset
+    )
+    got = sess.run(None, {"images": x.numpy()})[0]
+    ref = I2E(ratio, order, timesteps, dtype=output_dtype, layout=layout).eval()(x).numpy()
+    assert got.dtype == ref.dtype
+    assert got.shape == ref.shape
+    assert np.array_equal(got, ref), f"{int((got != ref).sum())} of {got.size} entries differ"
+    return got
+
+
+def spec_events(v: np.ndarray, ratio: float, directions) -> np.ndarray:
+    """Independent numpy reading of I2E_SPEC §1 (canonical pairs, float32) on V [B, H, W] -> [T, B, 2, H, W] bool."""
+    from i2e_lightning.converter import DIRECTION_PAIRS
+
+    v = v.astype(np.float32)
+    b, h, w = v.shape
+    pad = np.pad(v, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    rng = v.reshape(b, -1).max(1) - v.reshape(b, -1).min(1)
+    th = (np.float32(ratio) * rng).astype(np.float32).reshape(b, 1, 1)
+    out = np.zeros((len(directions), b, 2, h, w), dtype=bool)
+    for t, d in enumerate(directions):
+        (fa, fb) = DIRECTION_PAIRS[d][0]
+        ra, ca = (fa - 1) // 3, (fa - 1) % 3
+        rb, cb = (fb - 1) // 3, (fb - 1) % 3
+        dv = pad[:, rb : rb + h, cb : cb + w] - pad[:, ra : ra + h, ca : ca + w]
+        flat = (rng == 0).reshape(b, 1, 1)
+        out[t, :, 0] = (dv >= th) & ~flat
+        out[t, :, 1] = (-dv >= th) & ~flat
+    return out
+
+
+@pytest.mark.parametrize("layout", ["TBCHW", "BTCHW"])
+@pytest.mark.parametrize("output_dtype", ["bool", "uint8", "float32"])
+@pytest.mark.parametrize("input_dtype", ["float32", "uint8"])
+def test_parity_dtypes_layouts_shapes(input_dtype, output_dtype, layout):
+    for i, shape in enumerate(SHAPES):
+        assert_parity(
+            images(shape, input_dtype, seed=i), input_dtype=input_dtype, output_dtype=output_dtype, layout=layout
+        )
+
+
+@pytest.mark.parametrize(
+    "order,timesteps",
+    [(0, 8), (1, 8), (2, 3), (3, 6), (4, 2), (5, 1), ([7, 6, 5, 4, 3, 2, 1, 0], 5), ([3, 1, 4, 0, 5, 2, 7, 6], 8)],
+)
+@pytest.mark.parametrize("ratio", [0.07, 0.15, 0.5])
+def test_parity_orders_timesteps_ratios(order, timesteps, ratio):
+    for input_dtype in ("float32", "uint8"):
+        x = images((2, 3, 13, 10), input_dtype, seed=timesteps)
+        assert_parity(x, ratio=ratio, order=order, timesteps=timesteps, input_dtype=input_dtype)
+
+
+def test_matches_independent_spec_reading():
+    x = images((3, 3, 9, 12), "float32", seed=5)
+    dirs = I2E().directions
+    got = session().run(None, {"images": x.numpy()})[0]
+    assert np.array_equal(got, spec_events(x.numpy().max(1), 0.12, dirs))
+
+
+@pytest.mark.parametrize("input_dtype", ["float32", "uint8"])
+def test_flat_images_give_no_events(input_dtype):
+    x = images((4, 3, 7, 6), input_dtype, seed=3)
+    x[1] = x[1, 0, 0, 0]  # constant image
+    x[2] = 0  # black image
+    x[3, :, :, :] = x[3, :1, :1, :1]
+    got = assert_parity(x, input_dtype=input_dtype, output_dtype="uint8")
+    assert got[:, 0].any() and not got[:, 1:].any()
+
+
+def test_flat_in_max_channel_only_is_flat():
+    # V = max over channels is constant although the channels vary: no events
+    x = torch.rand(1, 3, 5, 5) * 0.5
+    x[:, 1] = 0.9
+    got = assert_parity(x)
+    assert not got.any()
+
+
+def test_float_input_of_any_range():
+    x = (torch.randn(3, 3, 8, 8) * 100).float()
+    x[1] = x[1] - 1e4
+    assert_parity(x)
+
+
+def test_every_uint8_value_scales_exactly():
+    # one image with all 256 values: V / 255 must round as torch's x.float() / 255
+    x = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).repeat(2, 3, 1, 1)
+    x[1] = x[1].flip(-1).transpose(-1, -2)
+    for ratio in (0.001, 0.003, 0.0039, 0.004, 0.0041, 0.12):
+        assert_parity(x, ratio=ratio, input_dtype="uint8")
+
+
+@pytest.mark.parametrize("opset", [13, 18, 21])
+def test_other_opsets(opset):
+    for input_dtype in ("float32", "uint8"):
+        assert_parity(images((2, 3, 6, 7), input_dtype), input_dtype=input_dtype, opset=opset)
+
+
+def test_dynamic_batch_height_width_in_one_file():
+    sess = session()
+    inp = sess.get_inputs()[0]
+    assert inp.shape == ["batch", "channels", "height", "width"]
+    assert sess.get_outputs()[0].shape == [8, "batch", 2, "height", "width"]
+    for shape in [(1, 3, 3, 3), (5, 3, 31, 2), (2, 3, 64, 48)]:
+        assert_parity(images(shape, "float32"))
+
+
+def test_checker_metadata_and_file(tmp_path):
+    path = export_converter(
+        tmp_path / "sub" / "c.onnx",
+        0.1,
+        [0, 1, 2, 3, 4, 5, 6, 7],
+        3,
+        input_dtype="uint8",
+        output_dtype="uint8",
+        layout="BTCHW",
+    )
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["i2e.kind"] == "converter"
+    assert float(meta["i2e.ratio"]) == 0.1
+    assert json.loads(meta["i2e.order"]) == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert json.loads(meta["i2e.directions"]) == [0, 1, 2]
+    assert meta["i2e.timesteps"] == "3"
+    assert (meta["i2e.input_dtype"], meta["i2e.output_dtype"], meta["i2e.layout"]) == ("uint8", "uint8", "BTCHW")
+    assert meta["i2e.version"] == __version__ == model.producer_version
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"ratio": 0.0}, "ratio"),
+        ({"ratio": 1.5}, "ratio"),
+        ({"timesteps": 9}, "timesteps"),
+        ({"order": 6}, "preset"),
+        ({"order": [0, 1, 2]}, "permutation"),
+        ({"input_dtype": "float16"}, "input dtype"),
+        ({"output_dtype": "int8"}, "output dtype"),
+        ({"layout": "BCHW"}, "layout"),
+        ({"opset": 11}, "opset"),
+    ],
+)
+def test_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build_converter_model(**kwargs)
+
+
+def test_cli_export_and_check(tmp_path, capsys):
+    out = tmp_path / "i2e.onnx"
+    argv = ["--out", str(out), "--ratio", "0.07", "--order", "2", "--timesteps", "4", "--input-dtype", "uint8"]
+    assert export_main([*argv, "--output-dtype", "float32", "--layout", "BTCHW", "--check"]) == 0
+    text = capsys.readouterr().out
+    assert "bit for bit: True" in text
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["i2e.ratio"] == "0.07" and meta["i2e.timesteps"] == "4" and meta["i2e.layout"] == "BTCHW"
+    x = images((2, 3, 9, 9), "uint8")
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"images": x.numpy()})[0]
+    assert np.array_equal(got, I2E(0.07, 2, 4, dtype=torch.float32, layout="BTCHW").eval()(x).numpy())
+
+
+def test_cli_order_list_and_errors(tmp_path, capsys):
+    out = tmp_path / "o.onnx"
+    assert export_main(["--out", str(out), "--order", "7,6,5,4,3,2,1,0"]) == 0
+    assert json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["i2e.order"]) == list(
+        range(7, -1, -1)
+    )
+    assert export_main(["--out", str(tmp_path / "bad.onnx"), "--ratio", "2"]) == 2
+    assert "ratio must be a number in (0, 1)" in capsys.readouterr().out
+    assert export_main(["--out", str(tmp_path / "bad.txt")]) == 2
+    assert ".onnx" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        export_main(["--out", str(out), "--order", "a,b"])
+
+
+def test_cli_takes_settings_from_a_training_config(tmp_path):
+    cfg = tmp_path / "fm.yaml"
+    cfg.write_text(
+        "data:\n  class_path: i2e_lightning.data.FashionMNISTDataModule\n"
+        "  init_args:\n    order: 2\n    timesteps: 5\n    data_dir: /nonexistent\n"
+    )
+    out = tmp_path / "fm.onnx"
+    assert export_main(["--config", str(cfg), "--out", str(out)]) == 0
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    # the dataset's published ratio (0.15) resolved by the DataModule; the command line still wins
+    assert (meta["i2e.ratio"], meta["i2e.timesteps"], json.loads(meta["i2e.order"])) == (
+        "0.15",
+        "5",
+        [2, 3, 0, 1, 4, 5, 6, 7],
+    )
+    assert export_main(["--config", str(cfg), "--out", str(out), "--ratio", "0.3"]) == 0
+    assert {p.key: p.value for p in onnx.load(str(out)).metadata_props}["i2e.ratio"] == "0.3"

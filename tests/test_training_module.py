@@ -1,0 +1,208 @@
+"""SpikingClassifier: construction, schedule, steps and logged metrics, init_from (ours / official), errors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from test_training_utils import make_idx_dir
+
+from i2e_lightning import models
+from i2e_lightning.data import FashionMNISTDataModule
+from i2e_lightning.training import SpikingClassifier, load_classifier, load_init_weights, read_checkpoint
+from i2e_lightning.training.module import _CosineWithWarmup
+
+SMALL = {"channels": [4, 8]}
+
+
+def _events(t: int = 2, b: int = 3, h: int = 16, w: int = 16) -> torch.Tensor:
+    return (torch.rand(t, b, 2, h, w) < 0.2).float()
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_idx_dir(tmp_path_factory.mktemp("toy_fmnist"))
+
+
+def _trainer(tmp_path: Path, **kw) -> L.Trainer:
+    opts = dict(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        limit_train_batches=3,
+        limit_val_batches=2,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        logger=False,
+    )
+    opts.update(kw)
+    return L.Trainer(**opts)
+
+
+@pytest.mark.parametrize(
+    ("total", "warmup", "floor"),
+    [(10, 0, 5e-4), (7, 2, 0.0), (1, 0, 0.01), (100, 0.5, 1e-3)],
+)
+def test_cosine_schedule_ends_at_floor(total: int, warmup: float, floor: float) -> None:
+    f = _CosineWithWarmup(total, warmup, floor, start=0.1)
+    assert f(total) == pytest.approx(floor)
+    assert f(total + 5) == pytest.approx(floor)  # clamped after the planned steps
+    values = [f(s) for s in range(math.ceil(warmup), total + 1)]
+    assert all(a >= b - 1e-12 for a, b in zip(values, values[1:], strict=False))  # monotone decay
+    if warmup >= 1:
+        assert f(0) == pytest.approx(0.1) and f(0) < f(1)
+    else:
+        assert f(0) == pytest.approx(1.0) or warmup > 0
+
+
+@pytest.mark.parametrize(("t", "b", "h", "w", "k"), [(1, 1, 8, 8, 2), (2, 3, 16, 12, 10), (4, 2, 17, 9, 7)])
+def test_forward_and_predict_shapes(t: int, b: int, h: int, w: int, k: int) -> None:
+    module = SpikingClassifier("spiking_cnn", num_classes=k, in_channels=2, model_kwargs={**SMALL, "input_size": [h, w]})
+    ev = _events(t, b, h, w)
+    assert module(ev).shape == (b, k)
+    out = module.predict_step((ev, torch.zeros(b, dtype=torch.long)), 0)
+    assert out["pred"].shape == (b,) and out["probs"].shape == (b, k)
+    assert torch.allclose(out["probs"].sum(1), torch.ones(b), atol=1e-5)
+    assert torch.equal(out["pred"], out["probs"].argmax(1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"arch": "no_such_net"}, "unknown model arch"),
+        ({"optimizer": "lamb"}, "optimizer"),
+        ({"lr": 0.01, "eta_min": 0.1}, "eta_min"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"num_classes": 1}, "num_classes"),
+        ({"scheduler_interval": "batch"}, "scheduler_interval"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs: dict, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        SpikingClassifier(**kwargs)
+
+
+def test_network_missing_gives_clear_error() -> None:
+    module = SpikingClassifier("spiking_cnn")  # num_classes left to the datamodule
+    with pytest.raises(RuntimeError, match="not built yet"):
+        module(_events())
+
+
+def test_bad_batch_shape_is_named() -> None:
+    module = SpikingClassifier("spiking_cnn", num_classes=10, in_channels=2, model_kwargs=SMALL)
+    with pytest.raises(ValueError, match="T, B, C, H, W"):
+        module.training_step((torch.zeros(3, 2, 16, 16), torch.zeros(3, dtype=torch.long)), 0)
+
+
+@pytest.mark.parametrize(("optimizer", "interval"), [("sgd", "epoch"), ("adamw", "step")])
+def test_fit_logs_metrics_and_resolves_classes(tmp_path: Path, idx_dir: Path, optimizer: str, interval: str) -> None:
+    dm = FashionMNISTDataModule(data_dir=str(idx_dir), batch_size=8, val_size=32, timesteps=2, subset=64)
+    module = SpikingClassifier(
+        "spiking_cnn",
+        model_kwargs=SMALL,
+        optimizer=optimizer,
+        lr=0.05 if optimizer == "sgd" else 1e-3,
+        eta_min=1e-4,
+        scheduler_interval=interval,
+        spike_log_every_n_steps=1,
+    )
+    trainer = _trainer(tmp_path, max_epochs=2)
+    trainer.fit(module, datamodule=dm)
+    assert module.hparams.num_classes == 10 and module.hparams.in_channels == 2
+    m = trainer.callback_metrics
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_top5"):
+        assert key in m and torch.isfinite(m[key]), key
+    assert 0.0 <= float(m["val/acc"]) <= float(m["val/acc_top5"]) <= 1.0
+    spikes = [k for k in m if k.startswith("spikes/")]
+    assert spikes and all(0.0 <= float(m[k]) <= 1.0 for k in spikes)
+    opt = trainer.optimizers[0]
+    assert type(opt).__name__ == {"sgd": "SGD", "adamw": "AdamW"}[optimizer]
+    # cosine decay: at the end of the planned run the lr reaches eta_min
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4, rel=1e-6)
+    trainer.test(module, datamodule=dm)
+    assert "test/acc" in trainer.callback_metrics
+
+
+def test_checkpoint_roundtrip_and_init_from_replaces_head(tmp_path: Path, idx_dir: Path) -> None:
+    dm = FashionMNISTDataModule(data_dir=str(idx_dir), batch_size=8, val_size=16, timesteps=2, subset=32)
+    module = SpikingClassifier("spiking_cnn", model_kwargs=SMALL)
+    trainer = _trainer(tmp_path, limit_train_batches=2, limit_val_batches=1)
+    trainer.fit(module, datamodule=dm)
+    ckpt = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(ckpt)
+
+    # load_from_checkpoint rebuilds the same network from the stored (resolved) hyper-parameters
+    loaded = load_classifier(ckpt)
+    ev = _events(2, 4, 32, 32)
+    module.eval()
+    assert torch.allclose(loaded(ev), module(ev), atol=1e-6)
+
+    # same class count: all weights copied
+    same = SpikingClassifier("spiking_cnn", num_classes=10, in_channels=2, model_kwargs=SMALL)
+    assert load_init_weights(same.net, str(ckpt), "spiking_cnn", 10) == "lightning"
+    for (k, a), b in zip(module.net.state_dict().items(), same.net.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+    # other class count: the head is new, the rest copied
+    five = SpikingClassifier("spiking_cnn", num_classes=5, in_channels=2, model_kwargs=SMALL)
+    load_init_weights(five.net, str(ckpt), "spiking_cnn", 5)
+    src, dst = module.net.state_dict(), five.net.state_dict()
+    changed = [k for k in dst if src[k].shape != dst[k].shape]
+    assert changed, "the head should have been replaced"
+    for k in dst:
+        if k not in changed:
+            assert torch.equal(src[k], dst[k]), k
+    assert five(ev).shape == (4, 5)
+
+    with pytest.raises(ValueError, match="ms_resnet18"):
+        load_init_weights(models.ms_resnet18(num_classes=10), str(ckpt), "ms_resnet18", 10)
+
+
+@pytest.mark.parametrize(("src_classes", "dst_classes", "prefix"), [(10, 10, "module."), (100, 7, "module."), (10, 3, "")])
+def test_init_from_official_checkpoint(tmp_path: Path, src_classes: int, dst_classes: int, prefix: str) -> None:
+    from i2e_lightning.models.official import to_official_state_dict
+
+    torch.manual_seed(0)
+    src = models.ms_resnet18(num_classes=src_classes)
+    state = {prefix + k: v for k, v in to_official_state_dict(src).items()}
+    state[prefix + "i2e.weight"] = torch.zeros(8, 1, 3, 3)  # the converter's kernels, ignored
+    path = tmp_path / "official.pth"
+    torch.save({"state_dict": state, "epoch": 255}, path)
+
+    module = SpikingClassifier("ms_resnet18", num_classes=dst_classes, in_channels=2, init_from=str(path))
+    module.setup("validate")  # loads init_from
+    got, want = module.net.state_dict(), src.state_dict()
+    for k, v in got.items():
+        if want[k].shape == v.shape and not (k.startswith("fc.") and src_classes != dst_classes):
+            assert torch.equal(v, want[k]), k
+    assert got["fc.weight"].shape[0] == dst_classes
+
+
+def test_init_from_mismatched_architecture_names_keys(tmp_path: Path) -> None:
+    state = models.ms_resnet18(num_classes=10).state_dict()
+    path = tmp_path / "official.pth"
+    torch.save({"state_dict": state}, path)
+    module = SpikingClassifier("ms_resnet34", num_classes=10, in_channels=2, init_from=str(path))
+    with pytest.raises(ValueError, match="layer"):
+        module.setup("fit")
+
+
+@pytest.mark.parametrize("cut", [0, 100, 0.5])
+def test_truncated_checkpoint_error_names_file(tmp_path: Path, cut: float) -> None:
+    module = SpikingClassifier("spiking_cnn", num_classes=10, in_channels=2, model_kwargs=SMALL)
+    good = tmp_path / "good.ckpt"
+    torch.save({"state_dict": module.state_dict(), "pytorch-lightning_version": "2"}, good)
+    data = good.read_bytes()
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(data[: int(cut * len(data)) if isinstance(cut, float) else cut])
+    with pytest.raises(ValueError, match=r"bad\.ckpt"):
+        read_checkpoint(bad)
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        read_checkpoint(tmp_path / "nope.ckpt")
+    assert "state_dict" in read_checkpoint(good)
