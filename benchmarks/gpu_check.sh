@@ -128,11 +128,11 @@ fi
 # 3. bf16 training steps vs SpikingJelly ------------------------------------------------------------
 if [[ -f benchmarks/train_step.py ]]; then
     if [[ "$DRY" == 1 ]]; then
-        step train_step 240 "$PY" benchmarks/train_step.py --device "$DEVICE" --size 16 --batch 2 --timesteps 2 \
-            --repeats 2 --json "$PARTS/train_step.json"
+        step train_step 240 "$PY" benchmarks/train_step.py --device "$DEVICE" --arch ms_resnet18 --size 16 \
+            --batch 2 --T 2 --warmup 1 --repeats 2 --json "$PARTS/train_step.json"
     else
-        step train_step 150 "$PY" benchmarks/train_step.py --device "$DEVICE" --precision bf16-mixed --size 128 \
-            --batch 64 --timesteps 8 --models ms_resnet18 --repeats 10 --json "$PARTS/train_step.json"
+        step train_step 150 "$PY" benchmarks/train_step.py --device "$DEVICE" --amp bf16 --arch ms_resnet18 \
+            --size 128 --batch 64 --T 8 --warmup 3 --repeats 10 --json "$PARTS/train_step.json"
     fi
 else
     echo "skip: benchmarks/train_step.py not present"

@@ -135,7 +135,9 @@ def _make_cli_class() -> type:
             elif ckpt == "best" and sub != "fit":
                 best = sorted(folder.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
                 if not best:
-                    raise FileNotFoundError(f"--ckpt_path best: no best*.ckpt in {folder} (train first, or give a path)")
+                    raise FileNotFoundError(
+                        f"--ckpt_path best: no best*.ckpt in {folder} (train first, or give a path)"
+                    )
                 cfg.ckpt_path = str(best[-1])
             if cfg.get("ckpt_path") not in (None, "best", "last", "hpc", "registry"):
                 read_checkpoint(cfg.ckpt_path)

@@ -24,18 +24,19 @@ ROOT = Path(__file__).resolve().parents[1]
 class Images(Dataset):
     """Deterministic random uint8 images ``[C, H, W]`` with labels; optionally fails from index ``fail_at``."""
 
-    def __init__(self, n=300, h=9, w=11, c=3, seed=0, fail_at=None):
+    def __init__(self, n=300, h=9, w=11, c=3, seed=0, fail_at=None, exc=RuntimeError):
         g = torch.Generator().manual_seed(seed)
         self.images = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)
         self.labels = torch.randint(0, 10, (n,), generator=g)
         self.fail_at = fail_at
+        self.exc = exc
 
     def __len__(self):
         return len(self.images)
 
     def __getitem__(self, i):
         if self.fail_at is not None and i >= self.fail_at:
-            raise RuntimeError(f"injected failure at sample {i}")
+            raise self.exc(f"injected failure at sample {i}")
         return self.images[i], int(self.labels[i])
 
 
@@ -323,16 +324,7 @@ def test_cli_with_a_fake_datamodule_and_ctrl_c(tmp_path, monkeypatch, capsys):
 
     class Interrupting(FakeDataModule):
         def split_dataset(self, split):
-            ds = Images(n=120, h=6, w=10)
-            original = ds.__getitem__
-
-            def getitem(i):
-                if i == 70:
-                    raise KeyboardInterrupt
-                return original(i)
-
-            ds.__class__ = type("Interrupted", (Images,), {"__getitem__": lambda self, i: getitem(i)})
-            return ds
+            return Images(n=120, h=6, w=10, fail_at=70, exc=KeyboardInterrupt)  # Ctrl-C while loading batch 2
 
     monkeypatch.setattr(data_config, "datamodule_from_config", lambda path, **kw: Interrupting())
     out2 = tmp_path / "i.h5"
@@ -341,3 +333,32 @@ def test_cli_with_a_fake_datamodule_and_ctrl_c(tmp_path, monkeypatch, capsys):
     )
     assert "run the same command again" in capsys.readouterr().err
     assert read(out2)[2]["num_written"] == 64
+
+
+class Mixed(Dataset):
+    """Grey and RGB images of one size (as an image folder gives them), then one of another size."""
+
+    def __init__(self, bad_size_at=None):
+        g = torch.Generator().manual_seed(3)
+        self.rgb = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8, generator=g)
+        self.bad_size_at = bad_size_at
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        if i == self.bad_size_at:
+            return torch.zeros(3, 9, 8, dtype=torch.uint8), 0
+        img = self.rgb[i]
+        return (img.amax(0, keepdim=True) if i % 2 else img), i  # odd samples grey
+
+
+def test_grey_and_rgb_mix_and_size_errors(tmp_path):
+    conv = I2E(ratio=0.2)
+    convert_dataset(Mixed(), conv, tmp_path / "m.h5", batch_size=4, progress=False)
+    grey_as_v = torch.stack([Mixed()[i][0].expand(3, -1, -1) for i in range(6)])
+    np.testing.assert_array_equal(read(tmp_path / "m.h5")[0], reference_rows(grey_as_v, conv))
+    with pytest.raises(ValueError, match="differ in size"):
+        convert_dataset(Mixed(bad_size_at=2), conv, tmp_path / "b.h5", batch_size=4, progress=False)
+    with pytest.raises(ValueError, match="differ in size"):
+        convert_dataset(Mixed(bad_size_at=5), conv, tmp_path / "c.h5", batch_size=4, progress=False)

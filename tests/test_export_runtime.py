@@ -243,3 +243,23 @@ def test_example_script(models, tmp_path):
         text=True,
     )
     assert res.returncode == 2 and "export-onnx" in res.stderr
+
+
+@pytest.mark.gpu
+def test_cuda_provider_events_equal_cpu_reference(models):
+    if CUDA not in REAL_GET_PROVIDERS() or not torch.cuda.is_available():
+        pytest.skip("needs onnxruntime-gpu and a CUDA device")
+    for which in ("float", "uint8"):
+        rt = I2ERuntime(models[which])
+        assert rt.uses_gpu, rt.providers
+        x = torch.randint(0, 256, (4, 3, 37, 50), dtype=torch.uint8)
+        if which == "float":
+            ref = I2E(0.12).eval()(x.float() / 255).numpy()
+            got = rt.run(x.float().numpy() / np.float32(255))
+        else:
+            ref = I2E(0.1, 2, 5, dtype=torch.uint8, layout="BTCHW").eval()(x).numpy()
+            got = rt.run(x.numpy())
+        assert np.array_equal(got, ref)
+
+
+REAL_GET_PROVIDERS = ort.get_available_providers

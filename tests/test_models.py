@@ -18,6 +18,16 @@ from i2e_lightning.models import (
     spike_rates,
 )
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny tensors: one intra-op thread is faster, and much faster on a shared, oversubscribed CPU
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # (T, B, H, W): non-square, small, odd
 SIZES = [(2, 3, 19, 27), (1, 2, 16, 16), (3, 1, 33, 12)]
 
@@ -105,7 +115,7 @@ def test_spike_rates(name):
     set_spike_recording(m, True)
     m(x)
     rates = spike_rates(m)
-    assert set(rates) == set(lif_layers(m)) and len(rates) >= 3
+    assert set(rates) == set(lif_layers(m)) and len(rates) >= 2
     assert all(0.0 <= r <= 1.0 for r in rates.values())
     assert any(r > 0 for r in rates.values())
     set_spike_recording(m, False)

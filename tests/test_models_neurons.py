@@ -13,6 +13,15 @@ from snntorch._neurons.neurons import SpikingNeuron
 from i2e_lightning.models import ATan, MultiStepLeaky
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny tensors: one intra-op thread is faster, and much faster on a shared, oversubscribed CPU
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _stock_leaky_loop(x: torch.Tensor, spike_grad) -> torch.Tensor:
     """Plain snnTorch usage: a stock Leaky stepped over T with an explicit membrane."""
     leaky = snn.Leaky(beta=0.5, threshold=1.0, spike_grad=spike_grad, reset_mechanism="zero")

@@ -35,13 +35,25 @@ def randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
 def ort_logits(path_or_session, x: torch.Tensor) -> np.ndarray:
     sess = path_or_session
     if not isinstance(sess, ort.InferenceSession):
-        sess = ort.InferenceSession(str(path_or_session), providers=["CPUExecutionProvider"])
+        sess = session(path_or_session)
     return sess.run(None, {"images": x.numpy()})[0]
 
 
+def session(path) -> ort.InferenceSession:
+    # one thread: these graphs are tiny, and spinning worker threads only fight over a busy CPU
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
 def torch_logits(model: nn.Module, conv: I2E, x: torch.Tensor) -> np.ndarray:
-    with torch.no_grad():
-        return model.eval()(conv.eval()(x).float()).numpy()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            return model.eval()(conv.eval()(x).float()).numpy()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def check_close(got: np.ndarray, ref: np.ndarray) -> None:
@@ -93,7 +105,7 @@ def test_ms_resnet18_logits_match(tmp_path, input_dtype):
     assert meta["i2e.kind"] == "classifier" and meta["i2e.num_classes"] == "7" and meta["i2e.timesteps"] == "2"
     assert meta["i2e.dynamic_size"] == "true"  # global pooling: any size
     g = torch.Generator().manual_seed(1)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = session(path)
     for shape in [(3, 3, 16, 16), (1, 3, 13, 19), (2, 1, 16, 16)]:
         x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
         if input_dtype == "float32":

@@ -25,7 +25,9 @@ def session(ratio=0.12, order=4, timesteps=8, input_dtype="float32", output_dtyp
     model = build_converter_model(
         ratio, order_arg, timesteps, input_dtype=input_dtype, output_dtype=output_dtype, layout=layout, opset=opset
     )
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1  # tiny inputs: no worker threads to spin on a busy CPU
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 def images(shape, dtype, seed=0):

@@ -63,7 +63,9 @@ def test_cosine_schedule_ends_at_floor(total: int, warmup: float, floor: float) 
 
 @pytest.mark.parametrize(("t", "b", "h", "w", "k"), [(1, 1, 8, 8, 2), (2, 3, 16, 12, 10), (4, 2, 17, 9, 7)])
 def test_forward_and_predict_shapes(t: int, b: int, h: int, w: int, k: int) -> None:
-    module = SpikingClassifier("spiking_cnn", num_classes=k, in_channels=2, model_kwargs={**SMALL, "input_size": [h, w]})
+    module = SpikingClassifier(
+        "spiking_cnn", num_classes=k, in_channels=2, model_kwargs={**SMALL, "input_size": [h, w]}
+    )
     ev = _events(t, b, h, w)
     assert module(ev).shape == (b, k)
     out = module.predict_step((ev, torch.zeros(b, dtype=torch.long)), 0)
@@ -164,7 +166,9 @@ def test_checkpoint_roundtrip_and_init_from_replaces_head(tmp_path: Path, idx_di
         load_init_weights(models.ms_resnet18(num_classes=10), str(ckpt), "ms_resnet18", 10)
 
 
-@pytest.mark.parametrize(("src_classes", "dst_classes", "prefix"), [(10, 10, "module."), (100, 7, "module."), (10, 3, "")])
+@pytest.mark.parametrize(
+    ("src_classes", "dst_classes", "prefix"), [(10, 10, "module."), (100, 7, "module."), (10, 3, "")]
+)
 def test_init_from_official_checkpoint(tmp_path: Path, src_classes: int, dst_classes: int, prefix: str) -> None:
     from i2e_lightning.models.official import to_official_state_dict
 

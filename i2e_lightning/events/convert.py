@@ -119,6 +119,22 @@ def _events_to_rows(ev: torch.Tensor, in_torch: bool | None = None) -> tuple[np.
     return rows, counts
 
 
+def _collate(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack ``(image [C, H, W], label)`` pairs; grey images join RGB ones (max(R, G, B) of grey is grey)."""
+    images = [x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x)) for x, _ in batch]
+    first = images[0]
+    if any(x.shape[-2:] != first.shape[-2:] or x.dim() != 3 for x in images):
+        sizes = sorted({tuple(x.shape) for x in images})
+        raise ValueError(
+            f"dataset images differ in size ({sizes[:4]}): all samples must have one resolution [C, H, W] "
+            "(the DataModule's split_dataset resizes them)"
+        )
+    if len({x.shape[0] for x in images}) > 1:
+        images = [x.expand(3, -1, -1) if x.shape[0] == 1 else x for x in images]
+    labels = torch.as_tensor([int(y) for _, y in batch], dtype=torch.int64)
+    return torch.stack(images), labels
+
+
 def _sample_image(dataset: Dataset) -> torch.Tensor:
     item = dataset[0]
     if not isinstance(item, (tuple, list)) or len(item) < 2:
@@ -212,7 +228,7 @@ def convert_dataset(
             shuffle=False,
             num_workers=num_workers,
             pin_memory=dev.type == "cuda",
-            persistent_workers=False,
+            collate_fn=_collate,
         )
         columns = (
             TextColumn("[bold]converting[/bold] {task.description}"),
@@ -228,15 +244,15 @@ def convert_dataset(
                 for images, labels in loader:
                     if images.shape[-2:] != (h, w):
                         raise ValueError(
-                            f"images change size within the dataset ({(h, w)} then {tuple(images.shape[-2:])}): "
-                            "resize them to one resolution first"
+                            f"dataset images differ in size ({(h, w)} at sample 0, {tuple(images.shape[-2:])} "
+                            "later): all samples must have one resolution (the DataModule's split_dataset resizes them)"
                         )
                     with torch.inference_mode():
                         ev = converter(images.to(dev, non_blocking=True), dtype=torch.bool)
                     if converter.layout == "BTCHW":
                         ev = ev.transpose(0, 1)  # back to the contiguous [T, B, ...] buffer
                     rows, batch_counts = _events_to_rows(ev)
-                    writer.append(rows, torch.as_tensor(labels).numpy())
+                    writer.append(rows, labels.numpy())
                     counts += batch_counts
                     bar.update(task, advance=rows.shape[0])
             writer.finish()

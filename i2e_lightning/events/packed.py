@@ -107,7 +107,9 @@ def unpack_events(packed: ArrayLike, shape: Sequence[int], device: torch.device 
     Padding bits after the last event are ignored.
     """
     if isinstance(packed, np.ndarray):
-        packed = torch.from_numpy(np.ascontiguousarray(packed))
+        arr = np.ascontiguousarray(packed)
+        # torch refuses to share read-only memory (e.g. np.frombuffer of bytes): copy those
+        packed = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
     if not isinstance(packed, Tensor):
         raise ValueError(f"packed events must be a numpy array or torch tensor, got {type(packed).__name__}")
     if packed.dtype != torch.uint8:

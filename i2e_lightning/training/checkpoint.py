@@ -95,7 +95,11 @@ def _load_strict(net: nn.Module, state: dict[str, torch.Tensor], name: str) -> N
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -105,7 +109,9 @@ def _load_strict(net: nn.Module, state: dict[str, torch.Tensor], name: str) -> N
         if shapes:
             parts.append(f"shape mismatches (checkpoint vs model) {shapes[:8]}")
         raise ValueError(
-            f"init_from {name} does not fit the model: " + "; ".join(parts) + ": check model.arch and model.model_kwargs"
+            f"init_from {name} does not fit the model: "
+            + "; ".join(parts)
+            + ": check model.arch and model.model_kwargs"
         )
     net.load_state_dict(state, strict=True)
 

@@ -117,7 +117,9 @@ class SpikingClassifier(L.LightningModule):
             except ValueError as exc:
                 if "input_size" not in str(exc):
                     raise
-                net = _models.create_model(self.hparams.arch, num_classes=num_classes, in_channels=in_channels, **kwargs)
+                net = _models.create_model(
+                    self.hparams.arch, num_classes=num_classes, in_channels=in_channels, **kwargs
+                )
         else:
             net = _models.create_model(self.hparams.arch, num_classes=num_classes, in_channels=in_channels, **kwargs)
         self.net = net

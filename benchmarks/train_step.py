@@ -1,0 +1,163 @@
+"""Training-step speed: our snnTorch models vs the same networks on SpikingJelly's multi-step LIF.
+
+One step = forward + cross-entropy + backward + SGD step on random binary events ``[T, B, 2, H, W]``.
+Both networks run in the same process, interleaved repeat by repeat, so machine noise hits both
+alike; the report gives median ms/step, images/s and the ratio (SpikingJelly time / ours).
+
+    python benchmarks/train_step.py                       # ms_resnet18 and the small CNN, T=8, batch 16, 32x32, CPU
+    python benchmarks/train_step.py --arch ms_resnet18 --repeats 15 --json out.json
+    python benchmarks/train_step.py --device cuda --amp bf16 --batch 64 --size 128
+
+Needs ``pip install --no-deps spikingjelly==0.0.0.0.14``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from i2e_lightning.models import create_model
+
+ARCHS = ("ms_resnet18", "ms_resnet34", "spiking_cnn")
+
+
+def _sj_factory(arch: str) -> Callable[..., torch.nn.Module]:
+    try:
+        from i2e_lightning.models import spikingjelly_ref as sj
+    except ImportError as e:
+        raise SystemExit(str(e)) from None
+    return {"ms_resnet18": sj.sj_ms_resnet18, "ms_resnet34": sj.sj_ms_resnet34, "spiking_cnn": sj.sj_spiking_cnn}[arch]
+
+
+def build_pair(arch: str, num_classes: int, size: int, channels_last: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Our model and its SpikingJelly twin with identical weights."""
+    kw = {"input_size": (size, size)} if arch == "spiking_cnn" else {}
+    torch.manual_seed(0)
+    ours = create_model(arch, num_classes=num_classes, channels_last=channels_last, **kw)
+    ref = _sj_factory(arch)(num_classes=num_classes, **kw)
+    ref_keys = set(ref.state_dict())
+    ref.load_state_dict({k: v for k, v in ours.state_dict().items() if k in ref_keys}, strict=True)
+    return ours, ref
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, amp: str | None, device: torch.device):
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp or "")
+
+    def step() -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+        with ctx:
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        _sync(device)
+        return time.perf_counter() - t0
+
+    return step
+
+
+def bench_arch(args: argparse.Namespace, arch: str, progress: Progress) -> dict:
+    device = torch.device(args.device)
+    ours, ref = build_pair(arch, args.num_classes, args.size, args.channels_last)
+    ours, ref = ours.to(device).train(), ref.to(device).train()
+    if args.compile:
+        ours = torch.compile(ours)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(args.T, args.batch, 2, args.size, args.size, generator=g) < args.density).float().to(device)
+    y = torch.randint(0, args.num_classes, (args.batch,), generator=g).to(device)
+    steps = {
+        "ours (snnTorch)": make_step(ours, x, y, args.amp, device),
+        "SpikingJelly": make_step(ref, x, y, args.amp, device),
+    }
+    task = progress.add_task(f"{arch}: warm-up", total=args.warmup + args.repeats)
+    for _ in range(args.warmup):  # includes torch.compile time when --compile
+        for fn in steps.values():
+            fn()
+        progress.advance(task)
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    progress.update(task, description=f"{arch}: timing")
+    for r in range(args.repeats):
+        order = list(steps) if r % 2 == 0 else list(reversed(steps))  # alternate who goes first
+        for k in order:
+            times[k].append(steps[k]())
+        progress.advance(task)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "arch": arch,
+        "ms_per_step": {k: 1e3 * v for k, v in med.items()},
+        "images_per_s": {k: args.batch / v for k, v in med.items()},
+        "all_ms": {k: [round(1e3 * t, 2) for t in v] for k, v in times.items()},
+        "ratio_sj_over_ours": med["SpikingJelly"] / med["ours (snnTorch)"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", choices=(*ARCHS, "all"), default="all", help="'all': ms_resnet18 and spiking_cnn")
+    p.add_argument("--T", type=int, default=8)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--density", type=float, default=0.1, help="fraction of events that are 1")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads on CPU")
+    p.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="autocast both networks")
+    p.add_argument("--compile", action="store_true", help="torch.compile our model (SpikingJelly stays eager)")
+    p.add_argument("--channels-last", action="store_true", help="our model stores activations NHWC")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--json", default=None, help="write the results to this file")
+    args = p.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda given but CUDA is not available")
+    if args.device == "cpu":
+        torch.set_num_threads(args.threads)
+    archs = ["ms_resnet18", "spiking_cnn"] if args.arch == "all" else [args.arch]
+    console = Console()
+    results = []
+    with Progress(console=console, transient=True) as progress:
+        for arch in archs:
+            results.append(bench_arch(args, arch, progress))
+    table = Table(
+        title=f"training step, T={args.T} batch={args.batch} 2x{args.size}x{args.size} on {args.device}"
+        + (f" ({args.threads} threads)" if args.device == "cpu" else "")
+        + (f", amp {args.amp}" if args.amp else "")
+        + (", compiled" if args.compile else "")
+    )
+    for col in ("arch", "ours ms/step", "SJ ms/step", "ours img/s", "SJ img/s", "SJ / ours"):
+        table.add_column(col, justify="right")
+    for r in results:
+        o, s = r["ms_per_step"]["ours (snnTorch)"], r["ms_per_step"]["SpikingJelly"]
+        table.add_row(
+            r["arch"], f"{o:.1f}", f"{s:.1f}", f"{r['images_per_s']['ours (snnTorch)']:.0f}",
+            f"{r['images_per_s']['SpikingJelly']:.0f}", f"{r['ratio_sj_over_ours']:.2f}x",
+        )  # fmt: skip
+    console.print(table)
+    if args.json:
+        payload = {"args": vars(args), "torch": torch.__version__, "results": results}
+        with open(args.json, "w") as f:
+            json.dump(payload, f, indent=2)
+        console.print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
