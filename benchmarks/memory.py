@@ -86,7 +86,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["what"] == "converter":
         _converter_job(8, 1, spec["dtype"], device)[0]()
     else:
-        _train_job(spec["model"], spec["size"], 1, 1, device)[0]()
+        _train_job(spec["model"], spec["size"], 2, 1, device)[0]()  # batch 2: BatchNorm needs > 1 value
     if spec["what"] == "converter":
         fn, out_bytes = _converter_job(spec["size"], spec["batch"], spec["dtype"], device)
     else:
@@ -190,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             "what",
             "batch",
             "output MB",
-            "alloc MB (profiler)",
             "peak CUDA MB" if args.device == "cuda" else "peak RSS MB",
+            "peak / output",
         ],
         rows,
         caption="peak RSS = ru_maxrss during the call - RSS just before (fresh subprocess per row); "

@@ -34,6 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timesteps", type=int, default=8)
     p.add_argument("--input-dtype", choices=("float32", "uint8"), default="float32")
     p.add_argument("--output-dtype", choices=("bool", "uint8", "float32"), default="bool")
+    p.add_argument("--json", dest="json_path", default=None, help="write the measured figures to this JSON file")
     return p.parse_args(argv)
 
 
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.synchronize()
             return out
 
-        ort_events = run_ort().numpy()
+        run_ort()
+        ort_events = binding.copy_outputs_to_cpu()[0]
         torch_events = run_torch().cpu().numpy()
     else:
 
@@ -135,6 +137,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"onnxruntime  median {m_ort:8.2f} ms/batch  {m_ort / args.batch:7.3f} ms/image")
     print(f"torch eager  median {m_torch:8.2f} ms/batch  {m_torch / args.batch:7.3f} ms/image")
     print(f"speed-up of ORT over torch eager: {m_torch / m_ort:.2f}x")
+    if args.json_path:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from benchmarks._common import write_json
+
+        write_json(
+            args.json_path,
+            {
+                "benchmark": "onnx_speed",
+                "settings": {k: v for k, v in vars(args).items() if k != "json_path"},
+                "providers": used,
+                "onnxruntime": ort.__version__,
+                "events_equal_same_device": equal,
+                "events_equal_cpu_reference": equal_cpu,
+                "ort_ms_per_batch": m_ort,
+                "torch_ms_per_batch": m_torch,
+                "ort_ms_per_image": m_ort / args.batch,
+                "torch_ms_per_image": m_torch / args.batch,
+                "speedup_ort_over_torch": m_torch / m_ort,
+            },
+        )
     return 0 if equal else 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -310,3 +311,18 @@ def test_scripts_run_as_files() -> None:
         [sys.executable, str(ROOT / "benchmarks" / "fidelity.py"), "--help"], capture_output=True, text=True
     )
     assert r.returncode == 0 and "event rates" in r.stdout
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run(tmp_path: Path) -> None:
+    """The whole GPU script on CPU at tiny sizes: every step runs and the report is merged."""
+    env = {**os.environ, "DEVICE": "cpu", "OUT": str(tmp_path), "PYTHON": sys.executable}
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"], env=env, timeout=900)
+    assert r.returncode == 0
+    report = json.loads((tmp_path / "gpu_report.json").read_text())
+    assert (tmp_path / "gpu_check.log").stat().st_size > 0
+    assert report["dry_run"] is True and report["card"] == "no GPU"
+    for step in ("env", "pytest_gpu", "converter_224", "converter_128", "memory"):
+        assert report["steps"][step]["exit"] == "0", step
+    assert report["steps"]["onnx_cuda"]["exit"] == "skipped"
+    assert report["converter_224"]["targets"] and report["pytest_gpu"]["failures"] == 0

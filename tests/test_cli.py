@@ -50,7 +50,9 @@ def test_fit_then_test_validate_predict_and_resume(tmp_path: Path, idx_dir: Path
     assert cli.main(["fit", *base, "--ckpt_path", "last", "--trainer.max_epochs", "2"]) == 0
     ck = torch.load(last, map_location="cpu", weights_only=False)
     assert ck["global_step"] == 8  # exactly one more epoch
-    # fine-tune from it under another run name, with a different number of classes in the head check
+    # fine-tune from the best checkpoint under another run name
+    best = list(folder.glob("best*.ckpt"))
+    assert len(best) == 1  # save_top_k 1: the old best was replaced or kept, never both
     assert cli.main(["fit", *base, "--run_name", "ft", "--model.init_from", str(best[0])]) == 0
     assert (tmp_path / "ckpts" / "ft" / "last.ckpt").is_file()
     capsys.readouterr()
