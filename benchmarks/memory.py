@@ -3,9 +3,9 @@
 What is measured (tracemalloc does not see torch's allocations; the profiler's ``profile_memory``
 attributes frees to no op and under-counted the converter's output in a check, so it is not used):
     output MB       the events tensor's size, computed (T x B x 2 x H x W x element size)
-    peak RSS MB     CPU: the process's peak resident memory (``ru_maxrss``) during the call minus its
-                    resident memory just before, each configuration in its own fresh subprocess so the
-                    high-water mark belongs to it alone (pages actually touched, page granularity)
+    peak RSS MB     CPU: the process's peak resident memory (VmHWM, reset to the current RSS just before
+                    the call through /proc/self/clear_refs) during the call minus its resident memory
+                    just before; each configuration in its own fresh subprocess (pages actually touched)
     peak CUDA MB    GPU (``--device cuda``): ``torch.cuda.max_memory_allocated`` during the call minus
                     the memory allocated before it
 
@@ -43,14 +43,32 @@ def _rss_now() -> int:
 
 
 def _rss_peak() -> int:
+    """Peak RSS in bytes: VmHWM (resettable, see _reset_peak), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def _converter_job(size: int, batch: int, dtype: str, device: str) -> tuple[Any, int]:
-    from i2e_lightning.converter import I2E
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark to the current RSS (Linux >= 4.0: write 5 to clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
-    conv = I2E(dtype=dtype).eval()
+
+def _converter_job(size: int, batch: int, dtype: str, device: str) -> tuple[Any, int]:
+    from i2e_lightning.converter import I2E, official_convert
+
     x = torch.rand(batch, 3, size, size, device=device)
+    if dtype == "official":  # the official formulation, float32 events
+        return (lambda: official_convert(x)), 8 * batch * 2 * size * size * 4
+    conv = I2E(dtype=dtype).eval()
     out_bytes = conv.timesteps * batch * 2 * size * size * torch.empty((), dtype=conv.dtype).element_size()
     return (lambda: conv(x)), out_bytes
 
@@ -101,6 +119,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.synchronize()
         res["peak_cuda_mb"] = (torch.cuda.max_memory_allocated() - before) / MB
         return res
+    res["peak_reset"] = _reset_peak()  # else the high-water mark of model building may hide the call's
     before_rss = _rss_now()
     peak_before = _rss_peak()
     fn()
@@ -137,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("error: --device cuda but torch sees no CUDA device")
     specs: list[dict[str, Any]] = []
     for b in args.batches:
-        for dt in ("bool", "float32"):
+        for dt in ("bool", "float32", "official"):
             specs.append(
                 {
                     "what": "converter",
@@ -171,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for r in results:
         label = (
-            f"I2E {r['dtype']} {r['size']}px"
+            (f"I2E {r['dtype']}" if r["dtype"] != "official" else "official f32") + f" {r['size']}px"
             if r["what"] == "converter"
             else f"{r['model']} step {r['size']}px T{r['timesteps']}"
         )
@@ -194,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             "peak / output",
         ],
         rows,
-        caption="peak RSS = ru_maxrss during the call - RSS just before (fresh subprocess per row); "
+        caption="peak RSS = VmHWM during the call (reset before it) - RSS just before (fresh subprocess per row); "
         "peak CUDA = max_memory_allocated during the call - allocated before",
     )
     for r in results:

@@ -66,13 +66,13 @@ def to_input(images_u8: torch.Tensor, spec: RunSpec, conv: I2E | None) -> torch.
     return x.unsqueeze(0).expand(spec.timesteps, *x.shape)
 
 
-def build_model(channels: int, seed: int) -> torch.nn.Module:
+def build_model(channels: int, seed: int, size: tuple[int, int] = (32, 32)) -> torch.nn.Module:
     try:
         from i2e_lightning.models import spiking_cnn
     except ImportError as exc:
         raise SystemExit(f"error: i2e_lightning.models.spiking_cnn is not available ({exc})") from exc
     torch.manual_seed(seed)
-    return spiking_cnn(num_classes=10, in_channels=channels)
+    return spiking_cnn(num_classes=10, in_channels=channels, input_size=tuple(size))
 
 
 def train_eval(
@@ -86,7 +86,7 @@ def train_eval(
     seed: int,
 ) -> dict[str, Any]:
     """Train ``spiking_cnn`` on one input kind; test top-1 after every epoch."""
-    model = build_model(spec.channels, seed)
+    model = build_model(spec.channels, seed, tuple(train[0].shape[-2:]))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(train[0]) / batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)

@@ -16,17 +16,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
 
-import torch
-from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
+# Idle OpenMP threads sleep instead of spinning: on a shared, oversubscribed CPU spinning threads
+# steal the cores the other thread needs, and a 2-thread step can get 5x slower (for both networks).
+# Must be set before torch loads OpenMP; an explicit OMP_WAIT_POLICY in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from i2e_lightning.models import create_model
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import Progress  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from i2e_lightning.models import create_model  # noqa: E402
 
 ARCHS = ("ms_resnet18", "ms_resnet34", "spiking_cnn")
 
@@ -76,7 +82,7 @@ def make_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, amp: str
 
 def bench_arch(args: argparse.Namespace, arch: str, progress: Progress) -> dict:
     device = torch.device(args.device)
-    ours, ref = build_pair(arch, args.num_classes, args.size, args.channels_last)
+    ours, ref = build_pair(arch, args.num_classes, args.size, channels_last=not args.nchw)
     ours, ref = ours.to(device).train(), ref.to(device).train()
     if args.compile:
         ours = torch.compile(ours)
@@ -121,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads on CPU")
     p.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="autocast both networks")
     p.add_argument("--compile", action="store_true", help="torch.compile our model (SpikingJelly stays eager)")
-    p.add_argument("--channels-last", action="store_true", help="our model stores activations NHWC")
+    p.add_argument("--nchw", action="store_true", help="our model in NCHW instead of its default channels_last")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--json", default=None, help="write the results to this file")
@@ -141,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         + (f" ({args.threads} threads)" if args.device == "cpu" else "")
         + (f", amp {args.amp}" if args.amp else "")
         + (", compiled" if args.compile else "")
+        + (", ours NCHW" if args.nchw else "")
     )
     for col in ("arch", "ours ms/step", "SJ ms/step", "ours img/s", "SJ img/s", "SJ / ours"):
         table.add_column(col, justify="right")
@@ -152,7 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     console.print(table)
     if args.json:
-        payload = {"args": vars(args), "torch": torch.__version__, "results": results}
+        payload = {
+            "args": vars(args),
+            "torch": torch.__version__,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "results": results,
+        }
         with open(args.json, "w") as f:
             json.dump(payload, f, indent=2)
         console.print(f"wrote {args.json}")

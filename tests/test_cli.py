@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import types
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from lightning import Trainer
 from test_training_utils import TINY, make_idx_dir, run_cli
 
 from i2e_lightning import cli
+from i2e_lightning.data.config import datamodule_from_config
+from i2e_lightning.training import SpikingClassifier
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +153,30 @@ def test_python_dash_m_entry_point(tmp_path: Path, idx_dir: Path) -> None:
     proc = run_cli(["fit", *_base(idx_dir, tmp_path), "--trainer.limit_train_batches", "2"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "ckpts" / "tiny" / "last.ckpt").is_file()
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_every_config_instantiates(config: Path) -> None:
+    # model and datamodule are built from the YAML exactly as written (no data is read)
+    cfg = yaml.safe_load(config.read_text())
+    dm = datamodule_from_config(config)
+    module = SpikingClassifier(**cfg["model"])
+    assert dm.batch_size >= 1 and module.hparams.arch in ("spiking_cnn", "ms_resnet18", "ms_resnet34")
+    assert set(cfg["trainer"]) <= set(inspect.signature(Trainer).parameters)
+
+
+def test_ddp_trainer_config_merges(capsys) -> None:
+    root = Path(__file__).resolve().parents[1]
+    args = [
+        "fit",
+        "--config",
+        str(root / "configs/cifar10_baseline2.yaml"),
+        "--config",
+        str(root / "configs/trainer/ddp.yaml"),
+    ]
+    assert cli.main([*args, "--print_config"]) == 0
+    out = capsys.readouterr().out
+    assert "strategy: ddp" in out and "sync_batchnorm: true" in out and "devices: -1" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -167,9 +168,74 @@ def test_spiking_cnn_options():
 def test_channels_last_matches(name):
     kw = {"input_size": (16, 16)} if name == "spiking_cnn" else {}
     torch.manual_seed(0)
-    a = create_model(name, num_classes=4, **kw).eval()
-    b = create_model(name, num_classes=4, channels_last=True, **kw).eval()
+    a = create_model(name, num_classes=4, channels_last=False, **kw).eval()
+    b = create_model(name, num_classes=4, **kw).eval()
+    assert b.conv1.weight.is_contiguous(memory_format=torch.channels_last) if name != "spiking_cnn" else True
     b.load_state_dict(a.state_dict())
     x = _events(2, 2, 2, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(a(x), b(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "k,stride,pad,hw",
+    [(3, 1, 1, (1, 1)), (5, 1, 2, (1, 1)), (3, 2, 1, (2, 2)), (1, 2, 0, (2, 2)), (3, 2, 1, (2, 1)), (3, 1, 0, (3, 3))],
+)
+def test_conv_with_1x1_output_matches_conv2d(k, stride, pad, hw):
+    from i2e_lightning.models.layers import SeqConv2d
+
+    conv = SeqConv2d(6, 4, k, stride=stride, padding=pad, bias=True)
+    assert conv._single_output_crop(*hw) is not None
+    x = torch.randn(3, 2, 6, *hw, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    y = conv(x)
+    ref = torch.nn.functional.conv2d(x2.flatten(0, 1), conv.weight, conv.bias, stride=stride, padding=pad)
+    ref = ref.view(3, 2, 4, 1, 1)
+    torch.testing.assert_close(y, ref)
+    w = torch.randn_like(ref)
+    grads = torch.autograd.grad((y * w).sum(), (x, conv.weight, conv.bias))
+    grads_ref = torch.autograd.grad((ref * w).sum(), (x2, conv.weight, conv.bias))
+    for a, b in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(a, b)
+    assert conv._single_output_crop(4, 4) is None  # larger outputs take the normal conv path
+
+
+@pytest.mark.parametrize("name", ["ms_resnet18", "spiking_cnn"])
+def test_bf16_autocast(name):
+    m = _build(name, num_classes=3).train()
+    x = _events(2, 2, 2, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x)
+    assert out.shape == (2, 3) and torch.isfinite(out.float()).all()
+    out.float().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", list_models())
+def test_cuda_matches_cpu(name):
+    m = _build(name, num_classes=4).eval()
+    x = _events(3, 2, 2, 16, 16)
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # TF32 could flip spikes
+    try:
+        with torch.no_grad():
+            ref = m(x)
+            out = m.cuda()(x.cuda()).cpu()
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3)
+    m.train()(x.cuda()).sum().backward()
+    assert all(p.grad is not None and p.grad.is_cuda for p in m.parameters())
+
+
+def test_traced_model_is_valid_at_other_sizes():
+    # the 1x1-output conv shortcut depends on the input size; a trace (ONNX export) must not bake it in
+    m = _build("ms_resnet18", num_classes=3).eval()
+    small, large = _events(2, 1, 2, 32, 32), _events(2, 1, 2, 64, 48)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about python values in the LIF loop
+        traced = torch.jit.trace(m, small, check_trace=False)
+        torch.testing.assert_close(traced(small), m(small), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(traced(large), m(large), rtol=1e-4, atol=1e-5)

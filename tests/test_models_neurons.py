@@ -103,3 +103,24 @@ def test_picklable():
         assert clone.spike_grad.alpha == 3.0
         x = torch.rand(3, 4) * 2
         assert torch.equal(clone(x), lif(x))
+
+
+def test_same_dynamics_follows_state_dict():
+    from i2e_lightning.models import ms_resnet18
+
+    m = ms_resnet18(num_classes=3).eval()
+    block = m.layer2[0]
+    assert block.sn1.same_dynamics(block.downsample[0])
+    x = torch.rand(2, 2, 64, 8, 8) * 2
+    with torch.no_grad():
+        shared = block(x)
+        explicit = block.bn2(block.conv2(block.sn2(block.bn1(block.conv1(block.sn1(x)))))) + block.downsample(x)
+    assert torch.equal(shared, explicit)
+    sd = m.state_dict()
+    sd["layer2.0.downsample.0.threshold"] = torch.tensor(0.7)
+    m.load_state_dict(sd)
+    assert not block.sn1.same_dynamics(block.downsample[0])
+    with torch.no_grad():
+        assert not torch.equal(block(x), shared)  # the shortcut now fires at 0.7: computed on its own
+    assert not MultiStepLeaky(learn_threshold=True).same_dynamics(MultiStepLeaky(learn_threshold=True))
+    assert not MultiStepLeaky().same_dynamics(MultiStepLeaky(spike_grad=ATan(alpha=3.0)))

@@ -210,3 +210,30 @@ def test_truncated_checkpoint_error_names_file(tmp_path: Path, cut: float) -> No
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         read_checkpoint(tmp_path / "nope.ckpt")
     assert "state_dict" in read_checkpoint(good)
+
+
+def test_bf16_mixed_precision_fit(tmp_path: Path, idx_dir: Path) -> None:
+    # mixed precision comes from the trainer; the loss is computed in float32 on bf16 logits
+    dm = FashionMNISTDataModule(data_dir=str(idx_dir), batch_size=8, val_size=16, timesteps=2, subset=32)
+    module = SpikingClassifier("spiking_cnn", model_kwargs=SMALL, spike_log_every_n_steps=0)
+    trainer = _trainer(tmp_path, precision="bf16-mixed", limit_train_batches=2, limit_val_batches=1)
+    trainer.fit(module, datamodule=dm)
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    assert "train/lr" in trainer.callback_metrics
+    assert not any(k.startswith("spikes/") for k in trainer.callback_metrics)  # turned off
+    assert all(p.dtype == torch.float32 for p in module.parameters())
+
+
+@pytest.mark.slow
+def test_compile_keeps_checkpoint_names(tmp_path: Path, idx_dir: Path) -> None:
+    dm = FashionMNISTDataModule(data_dir=str(idx_dir), batch_size=8, val_size=16, timesteps=2, subset=32)
+    module = SpikingClassifier("spiking_cnn", model_kwargs=SMALL, compile=True)
+    trainer = _trainer(tmp_path, limit_train_batches=2, limit_val_batches=1)
+    trainer.fit(module, datamodule=dm)
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    keys = list(module.state_dict())
+    assert keys and not any("_orig_mod" in k for k in keys)
+    ckpt = tmp_path / "c.ckpt"
+    trainer.save_checkpoint(ckpt)
+    plain = load_classifier(ckpt)  # loads into an uncompiled module
+    assert plain(_events(2, 2, 32, 32)).shape == (2, 10)

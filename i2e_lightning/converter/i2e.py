@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from .directions import DEFAULT_ORDER, DIRECTION_PAIRS, cell_offset, resolve_order
 
 LAYOUTS = ("TBCHW", "BTCHW")
+_U8_TO_UNIT = torch.arange(256, dtype=torch.float32) / 255  # computed on the CPU: true division
 _DTYPE_NAMES = {
     "bool": torch.bool,
     "uint8": torch.uint8,
@@ -106,8 +107,10 @@ class I2E(nn.Module):
     def intensity(self, images: Tensor) -> Tensor:
         """V = max(R, G, B) in float32, ``[B, H, W]``; uint8 input scaled as ``x.float() / 255``."""
         if images.dtype == torch.uint8:
-            # max commutes with the monotonic x/255, so this equals amax of x.float()/255
-            return images.amax(dim=1).float().div_(255.0)
+            # max commutes with the monotonic x/255, so a table of the 256 exact quotients gives
+            # amax(x.float() / 255) on every device (CUDA divides by a scalar as a multiply by
+            # its reciprocal, which rounds differently from the CPU's true division)
+            return _U8_TO_UNIT.to(images.device)[images.amax(dim=1).int()]
         return images.amax(dim=1).float()
 
     def _check(self, images: Tensor) -> tuple[Tensor, bool]:

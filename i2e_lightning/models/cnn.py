@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .layers import SeqAvgPool2d, SeqBatchNorm2d, SeqConv2d, SeqMaxPool2d
+from .layers import SeqAvgPool2d, SeqBatchNorm2d, SeqConv2d, SeqMaxPool2d, to_channels_last
 from .ms_resnet import _check_input
 from .neurons import MultiStepLeaky
 
@@ -52,6 +52,7 @@ class SpikingCNN(nn.Module):
             head is then sized for ``input_size``).
         input_size: ``(H, W)`` of the events when ``global_pool=False``.
         dropout: dropout on the features before the classifier (training only).
+        channels_last: keep conv weights and activations NHWC (faster convolutions).
         **lif_kw: passed to every :class:`MultiStepLeaky` (``beta``, ``threshold``, ``spike_grad``, ...).
     """
 
@@ -67,7 +68,7 @@ class SpikingCNN(nn.Module):
         global_pool: bool = False,
         input_size: Sequence[int] = (32, 32),
         dropout: float = 0.0,
-        channels_last: bool = False,
+        channels_last: bool = True,
         **lif_kw,
     ) -> None:
         super().__init__()
@@ -102,6 +103,8 @@ class SpikingCNN(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def _feature_size(self) -> tuple[int, int]:
         if len(self.input_size) != 2 or min(self.input_size) < 1:
@@ -129,7 +132,7 @@ class SpikingCNN(nn.Module):
                 f"{x.shape[-2]}x{x.shape[-1]}; build it with input_size={tuple(x.shape[-2:])} or global_pool=True"
             )
         if self.channels_last:
-            x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).view(x.shape)
+            x = to_channels_last(x)
         x = self.stages(x)
         x = x.mean((3, 4)) if self.global_pool else x.flatten(2)  # [T, B, F]
         x = self.dropout(x)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import SeqAdaptiveAvgPool2d, SeqBatchNorm2d, SeqConv2d, SeqMaxPool2d
+from .layers import SeqAdaptiveAvgPool2d, SeqBatchNorm2d, SeqConv2d, SeqMaxPool2d, to_channels_last
 from .neurons import MultiStepLeaky
 
 __all__ = ["MSBasicBlock", "MSResNet", "ms_resnet18", "ms_resnet34"]
@@ -40,10 +40,20 @@ class MSBasicBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn1(self.conv1(self.sn1(x)))
+        spikes = self.sn1(x)
+        out = self.bn1(self.conv1(spikes))
         out = self.bn2(self.conv2(self.sn2(out)))
-        identity = x if self.downsample is None else self.downsample(x)
-        return out + identity
+        ds = self.downsample
+        if ds is None:
+            return out + x
+        lif = ds[0] if isinstance(ds, nn.Sequential) and len(ds) == 3 else None
+        if lif is not None and isinstance(self.sn1, MultiStepLeaky) and self.sn1.same_dynamics(lif):
+            # the shortcut's LIF sees the same input as sn1 and has the same constants: its spikes are
+            # sn1's, so reuse them (one neuron loop less; gradients add up through sn1 exactly the same)
+            if lif.record:
+                lif.last_rate = self.sn1.last_rate
+            return out + ds[2](ds[1](spikes))
+        return out + ds(x)
 
 
 class MSResNet(nn.Module):
@@ -51,7 +61,8 @@ class MSResNet(nn.Module):
     averaged over T.
 
     ``lif_kw`` go to every :class:`MultiStepLeaky` (``beta``, ``threshold``, ``spike_grad``, ...).
-    ``channels_last`` stores conv activations NHWC, usually faster for convs on CPU and GPU.
+    ``channels_last`` (default) keeps conv weights and activations NHWC: mkldnn / cuDNN convolutions
+    run faster on it than on NCHW, and weights then need no per-call layout conversion.
     """
 
     def __init__(
@@ -60,7 +71,7 @@ class MSResNet(nn.Module):
         num_classes: int = 10,
         in_channels: int = 2,
         zero_init_residual: bool = False,
-        channels_last: bool = False,
+        channels_last: bool = True,
         **lif_kw,
     ) -> None:
         super().__init__()
@@ -92,6 +103,8 @@ class MSResNet(nn.Module):
             for m in self.modules():
                 if isinstance(m, MSBasicBlock):
                     nn.init.zeros_(m.bn2.weight)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
@@ -110,8 +123,7 @@ class MSResNet(nn.Module):
         _check_input(x, self.in_channels, type(self).__name__)
         T, B = x.shape[:2]
         if self.channels_last:
-            # NHWC per frame: the folded [T*B, C, H, W] views are then channels_last tensors
-            x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).view(x.shape)
+            x = to_channels_last(x)
         x = self.maxpool(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.sn1(self.avgpool(x)).flatten(2)  # [T, B, 512]

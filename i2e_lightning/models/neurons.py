@@ -29,7 +29,11 @@ class ATanSpike(torch.autograd.Function):
         if x.requires_grad:
             ctx.save_for_backward(x)
         ctx.alpha = alpha
-        return (x >= 0).to(x.dtype) if inclusive else (x > 0).to(x.dtype)
+        if torch.compiler.is_compiling():  # inductor fuses compare + cast anyway; out= would break the graph
+            return (x >= 0).to(x.dtype) if inclusive else (x > 0).to(x.dtype)
+        # eager: compare straight into a float tensor, one kernel instead of compare + cast
+        out = torch.empty_like(x)
+        return torch.ge(x, 0, out=out) if inclusive else torch.gt(x, 0, out=out)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):  # type: ignore[override]
@@ -60,14 +64,20 @@ class ATan:
         return f"ATan(alpha={self.alpha}, inclusive={self.inclusive})"
 
 
+_PLAIN_ATTRS = frozenset({"mem", "reset", "_prev_spk"})
+
+
 class MultiStepLeaky(snn.Leaky):
     """``snntorch.Leaky`` that consumes a whole ``[T, B, ...]`` sequence in one call.
 
-    ``forward(x)`` takes ``[T, B, ...]`` and returns spikes of the same shape. The membrane starts at zero on every call; the snnTorch step (reset from the
-    previous step's spike, detached; ``mem = beta * mem + x``; fire) is unchanged.
+    ``forward(x)`` takes ``[T, B, ...]`` and returns spikes of the same shape. The membrane starts at
+    zero on every call, and snnTorch's own step (``Leaky.forward`` with an explicit membrane) runs once
+    per timestep: reset from the previous spike (detached), ``mem = beta * mem + x``, fire.
 
     With ``beta=0.5, threshold=1, reset_mechanism="zero"`` this is SpikingJelly's
-    ``LIFNode(tau=2, decay_input=False, v_reset=0, detach_reset=True)``.
+    ``LIFNode(tau=2, decay_input=False, v_reset=0, detach_reset=True)``. Driving it cheaply changes no
+    value: the reset signal reuses the previous step's spike instead of recomputing it, a unit spike
+    factor skips its multiply, and the per-step state is a plain attribute instead of a buffer.
     """
 
     def __init__(
@@ -92,14 +102,33 @@ class MultiStepLeaky(snn.Leaky):
         # snnTorch keeps a class-level list of every neuron ever built (for init_hidden=True resets);
         # we never use it, and it would keep dead models (and their last membranes) alive forever.
         _forget_instance(self)
+        # snnTorch keeps the membrane as a (non-persistent) buffer and reassigns it several times per
+        # step; nn.Module.__setattr__ for buffers costs ~10 us each, more than the arithmetic on small
+        # maps. Our membrane lives only inside one forward, so a plain attribute does (see __setattr__).
+        del self._buffers["mem"]
+        self.mem = torch.zeros(0)
         self._prev_spk: torch.Tensor | None = None
         self._update_graded_flag()
         self.record = False
         self.last_rate: torch.Tensor | None = None
 
+    def __setattr__(self, name: str, value) -> None:
+        if name in _PLAIN_ATTRS:
+            object.__setattr__(self, name, value)  # per-step state: skip nn.Module's bookkeeping
+        else:
+            super().__setattr__(name, value)
+
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         _forget_instance(self)
+        # objects pickled by older versions kept the membrane as a buffer
+        if self._buffers.pop("mem", None) is not None or "mem" not in self.__dict__:
+            self.mem = torch.zeros(0)
+        self.__dict__.setdefault("_prev_spk", None)
+        self.__dict__.setdefault("record", False)
+        self.__dict__.setdefault("last_rate", None)
+        if "_config_key" not in self.__dict__:
+            self._update_graded_flag()
 
     def mem_reset(self, mem: torch.Tensor) -> torch.Tensor:
         # snnTorch recomputes the reset signal as spike_grad(mem - threshold).clone().detach() from the
@@ -119,9 +148,25 @@ class MultiStepLeaky(snn.Leaky):
         self._update_graded_flag()
 
     def _update_graded_flag(self) -> None:
-        # a plain python flag (not a tensor test per step) keeps the loop free of syncs / graph breaks
+        # plain python values (not tensor tests per step) keep the loop free of syncs / graph breaks
         g = self.graded_spikes_factor
         self._unit_graded = not isinstance(g, torch.nn.Parameter) and bool(g.detach().eq(1).all())
+        fixed = not any(isinstance(v, torch.nn.Parameter) for v in (self.beta, self.threshold, g))
+        sg = self.spike_grad
+        self._config_key = (
+            (tuple(self.beta.tolist()) if self.beta.dim() else float(self.beta),
+             tuple(self.threshold.tolist()) if self.threshold.dim() else float(self.threshold),
+             self.reset_mechanism, type(sg), getattr(sg, "alpha", None), getattr(sg, "inclusive", None),
+             tuple(g.flatten().tolist()))
+            if fixed and isinstance(sg, ATan)
+            else None
+        )  # fmt: skip
+
+    def same_dynamics(self, other: torch.nn.Module) -> bool:
+        """Whether ``other`` maps every input to the same spikes (fixed, equal constants and surrogate)."""
+        return (
+            isinstance(other, MultiStepLeaky) and self._config_key is not None and self._config_key == other._config_key
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         # unbind: its backward is one stack of the step gradients; x[t] would make T full-size
@@ -137,6 +182,7 @@ class MultiStepLeaky(snn.Leaky):
         finally:
             # drop the membrane and last spike so nothing (memory, graph, state) outlives the call
             self._prev_spk = None
+            self.reset = None
             self.mem = torch.zeros(0, device=x.device)
         out = torch.stack(spikes)
         if self.record:

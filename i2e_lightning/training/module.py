@@ -94,13 +94,14 @@ class SpikingClassifier(L.LightningModule):
         self.metrics = nn.ModuleDict()
         self._init_done = False
         if num_classes is not None and in_channels is not None:
-            self._build(num_classes, in_channels)
+            self.build_network(num_classes, in_channels)
         elif num_classes is not None and "in_channels" in (model_kwargs or {}):
-            self._build(num_classes, int(model_kwargs["in_channels"]))
+            self.build_network(num_classes, int(model_kwargs["in_channels"]))
 
     # -- construction ---------------------------------------------------------------------
 
-    def _build(self, num_classes: int, in_channels: int, input_size: tuple[int, int] | None = None) -> None:
+    def build_network(self, num_classes: int, in_channels: int, input_size: tuple[int, int] | None = None) -> None:
+        """Build the network (done in ``setup`` from the datamodule when ``num_classes`` was left out)."""
         kwargs = dict(self.hparams.model_kwargs or {})
         kwargs.pop("in_channels", None)
         if input_size is not None and "input_size" not in kwargs:
@@ -148,7 +149,7 @@ class SpikingClassifier(L.LightningModule):
                     "set model.num_classes in the config"
                 )
             resolution = getattr(dm, "resolution", None)
-            self._build(int(num_classes), int(in_channels), tuple(resolution) if resolution else None)
+            self.build_network(int(num_classes), int(in_channels), tuple(resolution) if resolution else None)
         # resuming (ckpt_path set): the checkpoint's weights replace these anyway
         resuming = self._trainer is not None and self.trainer.ckpt_path is not None
         if self.hparams.init_from and not self._init_done and not resuming:
@@ -162,7 +163,7 @@ class SpikingClassifier(L.LightningModule):
     def configure_model(self) -> None:
         # load_from_checkpoint outside a trainer: hparams then hold the resolved sizes
         if self.net is None and self.hparams.num_classes is not None:
-            self._build(int(self.hparams.num_classes), int(self.hparams.in_channels or 2))
+            self.build_network(int(self.hparams.num_classes), int(self.hparams.in_channels or 2))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # resuming: the checkpoint's weights win over init_from
@@ -241,7 +242,10 @@ class SpikingClassifier(L.LightningModule):
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train", batch_idx)
+        loss = self._shared_step(batch, "train", batch_idx)
+        if self._trainer is not None and self.trainer.optimizers:
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self._shared_step(batch, "val", batch_idx)

@@ -1,0 +1,168 @@
+"""Share of a training step spent on the on-device conversion (augment + I2E), for a config's recipe.
+
+What a training step costs with our data flow: the datamodule's ``on_after_batch_transfer`` turns the
+shipped uint8 image batch into events (training augmentation, resize, I2E with random pairs), then the
+model does forward + loss + backward + optimizer step. Both parts are timed interleaved, round by round,
+on the same batch size, and the report gives the median of ``conversion / model step`` over rounds
+(target: < 5 %) and of ``conversion / (conversion + model step)``.
+
+    python benchmarks/conversion_share.py                                  # configs/fashion_mnist.yaml, CPU
+    python benchmarks/conversion_share.py --config configs/cifar10_baseline2.yaml --device cuda --batch 128
+    python benchmarks/conversion_share.py --synthetic                      # random images, no dataset needed
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import (
+    REPO_ROOT,
+    add_common_args,
+    console,
+    median,
+    paired_ratio,
+    print_table,
+    setup_threads,
+    time_interleaved,
+    write_json,
+)
+from i2e_lightning.data.config import datamodule_from_config
+from i2e_lightning.training import SpikingClassifier
+
+
+def _image_batch(dm: Any, batch: int, synthetic: bool) -> torch.Tensor:
+    """A uint8 batch as the training dataloader ships it (real images unless ``synthetic``)."""
+    if synthetic:
+        channels = 3 if "CIFAR" in type(dm).__name__ or "ImageFolder" in type(dm).__name__ else 1
+        return torch.randint(0, 256, (batch, channels, *dm.resolution), dtype=torch.uint8)
+    ds = dm.loader_dataset("train")
+    if len(ds) < batch:
+        raise ValueError(f"the training split has {len(ds)} samples, fewer than --batch {batch}")
+    return torch.stack([ds[i][0] for i in range(batch)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default=str(REPO_ROOT / "configs" / "fashion_mnist.yaml"))
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: the config's)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument(
+        "--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast for the model step (GPU recipes)"
+    )
+    p.add_argument("--synthetic", action="store_true", help="random uint8 images instead of the dataset")
+    add_common_args(p, repeats=15)
+    args = p.parse_args(argv)
+    setup_threads(args.threads)
+    device = torch.device(args.device)
+
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    overrides: dict[str, Any] = {"num_workers": 0}
+    if args.batch:
+        overrides["batch_size"] = args.batch
+    dm = datamodule_from_config(args.config, **overrides)
+    batch = dm.batch_size
+    images = _image_batch(dm, batch, args.synthetic).to(device)
+    dm.converter.to(device)
+
+    model_args = dict((cfg.get("model") or {}).get("init_args", cfg.get("model") or {}))
+    model_args.pop("init_from", None)
+    model_args.pop("compile", None)
+    model_args.pop("num_classes", None)
+    module = SpikingClassifier(**model_args)
+    # as in training: classes, channels and (for spiking_cnn's head) the resolution from the datamodule
+    module.build_network(dm.num_classes, dm.in_channels, tuple(dm.resolution))
+    net = module.net.to(device).train()
+    opt = torch.optim.SGD(net.parameters(), lr=module.hparams.lr, momentum=module.hparams.momentum)
+    labels = torch.randint(0, dm.num_classes, (batch,), device=device)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    events = dm.convert_batch(images, train=True)
+
+    def convert() -> None:
+        dm.convert_batch(images, train=True)
+
+    def step() -> None:
+        ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+        with ctx:
+            loss = torch.nn.functional.cross_entropy(net(events), labels, label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    # CPU time of the process next to wall time: on a shared machine the wall time of many small
+    # multi-threaded ops is dominated by waiting for a core, the CPU time is the work done
+    cpu: dict[str, list[float]] = {"convert": [], "step": []}
+
+    def cpu_timed(name: str, fn: Any) -> Any:
+        def run() -> None:
+            start = time.process_time()
+            fn()
+            cpu[name].append(time.process_time() - start)
+
+        return run
+
+    warmup = 2
+    times = time_interleaved(
+        {"convert": cpu_timed("convert", convert), "step": cpu_timed("step", step)},
+        repeats=args.repeats,
+        warmup=warmup,
+        description="timing",
+        sync=sync,
+    )
+    cpu = {k: v[warmup:] for k, v in cpu.items()}
+    share_of_step = paired_ratio(times["convert"], times["step"])
+    share_of_total = median([c / (c + s) for c, s in zip(times["convert"], times["step"], strict=True)])
+    cpu_share = paired_ratio(cpu["convert"], cpu["step"]) if device.type == "cpu" else float("nan")
+    conv_ms, step_ms = 1e3 * median(times["convert"]), 1e3 * median(times["step"])
+    print_table(
+        f"conversion share — {Path(args.config).name}, batch {batch}, {tuple(events.shape)} events, {device}",
+        ["part", "median wall ms", "per image ms", "median CPU ms"],
+        [
+            ("augment + I2E (on device)", conv_ms, conv_ms / batch, 1e3 * median(cpu["convert"])),
+            ("model step (fwd+bwd+SGD)", step_ms, step_ms / batch, 1e3 * median(cpu["step"])),
+        ],
+        caption=f"conversion / step = {100 * share_of_step:.2f} % wall, {100 * cpu_share:.2f} % CPU time "
+        f"(target < 5 %); of the whole = {100 * share_of_total:.2f} % wall",
+    )
+    ok = share_of_step < 0.05
+    console.print(
+        f"[{'green' if ok else 'red'}]conversion = {100 * share_of_step:.2f} % of a training step[/] "
+        f"({'meets' if ok else 'misses'} the 5 % target)"
+    )
+    write_json(
+        args.json_path,
+        {
+            "benchmark": "conversion_share",
+            "config": str(args.config),
+            "device": str(device),
+            "amp": args.amp,
+            "batch": batch,
+            "events_shape": list(events.shape),
+            "synthetic": bool(args.synthetic),
+            "median_convert_ms": conv_ms,
+            "median_step_ms": step_ms,
+            "share_of_step": share_of_step,
+            "share_of_total": share_of_total,
+            "cpu_share_of_step": cpu_share,
+            "median_convert_cpu_ms": 1e3 * median(cpu["convert"]),
+            "median_step_cpu_ms": 1e3 * median(cpu["step"]),
+            "meets_target": ok,
+            "times_s": times,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
