@@ -34,7 +34,13 @@ _USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, NotADirector
 
 def _usage() -> str:
     lines = ["usage: python -m i2e_lightning <command> [options]", "", "training (LightningCLI; add --help):"]
-    lines += [f"  {c:<12} {c} a model, e.g. --config configs/fashion_mnist.yaml" for c in LIGHTNING_COMMANDS]
+    what = {
+        "fit": "train (e.g. --config configs/fashion_mnist.yaml; --ckpt_path last resumes)",
+        "validate": "evaluate on the validation split (--ckpt_path best|last|FILE)",
+        "test": "evaluate on the test split (--ckpt_path best|last|FILE)",
+        "predict": "predict the test split (--predict_output FILE.pt saves them)",
+    }
+    lines += [f"  {c:<12} {what[c]}" for c in LIGHTNING_COMMANDS]
     lines += ["", "tools:"]
     lines += [f"  {name:<12} {desc}" for name, (_, _, desc) in EXTRA_COMMANDS.items()]
     return "\n".join(lines)

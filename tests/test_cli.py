@@ -18,6 +18,12 @@ from i2e_lightning.data.config import datamodule_from_config
 from i2e_lightning.training import SpikingClassifier
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # logs and saved configs of the in-process runs land in the test's folder, not the checkout
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_idx_dir(tmp_path_factory.mktemp("toy_fmnist_cli"))
@@ -36,8 +42,7 @@ def _base(idx_dir: Path, tmp_path: Path) -> list[str]:
     ]
 
 
-def test_fit_then_test_validate_predict_and_resume(tmp_path: Path, idx_dir: Path, monkeypatch, capsys) -> None:
-    monkeypatch.chdir(tmp_path)  # SaveConfigCallback / logs land here
+def test_fit_then_test_validate_predict_and_resume(tmp_path: Path, idx_dir: Path, capsys) -> None:
     base = _base(idx_dir, tmp_path)
     assert cli.main(["fit", *base]) == 0
     folder = tmp_path / "ckpts" / "tiny"  # run name = config file name
