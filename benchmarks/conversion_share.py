@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 import yaml
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,7 +35,6 @@ from benchmarks._common import (
     paired_ratio,
     print_table,
     setup_threads,
-    time_interleaved,
     write_json,
 )
 from i2e_lightning.data.config import datamodule_from_config
@@ -100,27 +100,32 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         opt.step()
 
-    # CPU time of the process next to wall time: on a shared machine the wall time of many small
-    # multi-threaded ops is dominated by waiting for a core, the CPU time is the work done
-    cpu: dict[str, list[float]] = {"convert": [], "step": []}
-
-    def cpu_timed(name: str, fn: Any) -> Any:
-        def run() -> None:
-            start = time.process_time()
-            fn()
-            cpu[name].append(time.process_time() - start)
-
-        return run
-
+    # interleaved rounds, wall and process CPU time of every call; the progress bar is refreshed by
+    # hand between rounds: rich's auto-refresh thread would compete for the GIL with the conversion's
+    # many small ops and inflate them several-fold
     warmup = 2
-    times = time_interleaved(
-        {"convert": cpu_timed("convert", convert), "step": cpu_timed("step", step)},
-        repeats=args.repeats,
-        warmup=warmup,
-        description="timing",
-        sync=sync,
-    )
-    cpu = {k: v[warmup:] for k, v in cpu.items()}
+    candidates = {"convert": convert, "step": step}
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in candidates}
+    cpu: dict[str, list[float]] = {k: [] for k in candidates}
+    with Progress(
+        TextColumn("timing"), BarColumn(), MofNCompleteColumn(), console=console, auto_refresh=False, transient=True
+    ) as bar:
+        task = bar.add_task("timing", total=args.repeats)
+        for _ in range(args.repeats):
+            for name, fn in candidates.items():
+                if sync is not None:
+                    sync()
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                fn()
+                if sync is not None:
+                    sync()
+                times[name].append(time.perf_counter() - wall0)
+                cpu[name].append(time.process_time() - cpu0)
+            bar.advance(task)
+            bar.refresh()
     share_of_step = paired_ratio(times["convert"], times["step"])
     share_of_total = median([c / (c + s) for c, s in zip(times["convert"], times["step"], strict=True)])
     cpu_share = paired_ratio(cpu["convert"], cpu["step"]) if device.type == "cpu" else float("nan")
