@@ -9,12 +9,12 @@ FMNIST ?= /usr/share/datasets/fashion-mnist
 CONFIG ?= configs/fashion_mnist.yaml
 PYTEST_ARGS ?=
 
-.PHONY: help install data train test test-all lint bench clean
+.PHONY: help install data train test test-fast lint bench clean
 
 help:
 	@echo "make train     train the default (I2E Fashion-MNIST, CPU) and test it"
-	@echo "make test      run the test suite (what CI runs)"
-	@echo "make test-all  also the slow tests"
+	@echo "make test      run the test suite, slow tests included (what CI runs)"
+	@echo "make test-fast the test suite without the slow tests"
 	@echo "make lint      ruff"
 	@echo "make bench     the benchmarks of docs/BENCHMARKS.md"
 
@@ -53,10 +53,10 @@ train: data
 	$(PY) -m i2e_lightning test --config $(CONFIG) --ckpt_path best
 
 test: data
-	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
-
-test-all: data
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+test-fast: data
+	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

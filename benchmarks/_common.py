@@ -35,8 +35,12 @@ def setup_threads(threads: int = 2) -> int:
     return torch.get_num_threads()
 
 
-def progress(transient: bool = True) -> Progress:
-    """A rich progress bar for the long loops of the benchmarks."""
+def progress(transient: bool = True, auto_refresh: bool = True) -> Progress:
+    """A rich progress bar for the long loops of the benchmarks.
+
+    Timing loops pass ``auto_refresh=False`` and refresh between timed calls: rich's refresh
+    thread would otherwise compete with the timed code for the CPU.
+    """
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -44,6 +48,7 @@ def progress(transient: bool = True) -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=transient,
+        auto_refresh=auto_refresh,
     )
 
 
@@ -68,7 +73,7 @@ def time_interleaved(
     if sync is not None:
         sync()
     times: dict[str, list[float]] = {name: [] for name in candidates}
-    with progress() as bar:
+    with progress(auto_refresh=False) as bar:
         task = bar.add_task(description, total=repeats)
         for _ in range(repeats):
             for name, fn in candidates.items():
@@ -80,6 +85,7 @@ def time_interleaved(
                     sync()
                 times[name].append(time.perf_counter() - start)
             bar.advance(task)
+            bar.refresh()
     return times
 
 

@@ -277,3 +277,32 @@ def test_cuda_matches_cpu_bit_for_bit() -> None:
     conv = I2E().eval()
     assert torch.equal(conv(images.cuda()).cpu(), conv(images))
     assert torch.equal(conv((images * 255).to(torch.uint8).cuda()).cpu(), conv((images * 255).to(torch.uint8)))
+
+
+def test_cpu_output_cache_never_overwrites_live_events() -> None:
+    conv = I2E(dtype="float32").eval()
+    a_images, b_images = torch.rand(4, 3, 64, 64), torch.rand(4, 3, 64, 64)  # 1 MiB outputs: cached
+    first = conv(a_images)
+    kept = first.clone()
+    second = conv(b_images)  # `first` is alive: must get other memory
+    assert first.data_ptr() != second.data_ptr()
+    assert torch.equal(first, kept)
+    view = second[:, :2]  # a view keeps the buffer alive too
+    ptr = second.data_ptr()
+    del second
+    third = conv(a_images)
+    assert third.data_ptr() != ptr and torch.equal(third, kept)
+    del view, third
+    fourth = conv(b_images)  # now a buffer is free again and is reused
+    assert fourth.data_ptr() == ptr  # the oldest idle buffer kept: `second`'s
+    assert torch.equal(fourth, I2E(dtype="float32", cache_outputs=False).eval()(b_images))
+    conv.clear_cache()
+    assert not conv._outputs.buffers
+
+
+def test_cached_module_pickles_without_its_buffers() -> None:
+    conv = I2E(dtype="float32").eval()
+    conv(torch.rand(4, 3, 64, 64))
+    assert conv._outputs.buffers
+    clone = pickle.loads(pickle.dumps(conv))
+    assert not clone._outputs.buffers and clone(torch.rand(1, 3, 4, 4)).shape == (8, 1, 2, 4, 4)

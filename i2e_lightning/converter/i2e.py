@@ -9,7 +9,10 @@ slicing gives the same bits without the convolution and its temporaries.
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +31,56 @@ _DTYPE_NAMES = {
     "half": torch.float16,
     "bfloat16": torch.bfloat16,
 }
+
+
+def _storage_use_count(t: Tensor) -> int:
+    return torch._C._storage_Use_Count(t.untyped_storage()._cdata)
+
+
+try:  # a private API: without it the cache stays off rather than guessing
+    _IDLE_USE_COUNT = _storage_use_count(torch.empty(1))
+except (AttributeError, RuntimeError):  # pragma: no cover - depends on the torch build
+    _IDLE_USE_COUNT = None
+
+
+class OutputCache:
+    """Hands out CPU output buffers again once no tensor views them any more.
+
+    On the CPU, glibc gives every large tensor fresh pages that the kernel zero-fills on first
+    touch; for a 100 MB float32 event batch that costs more than the conversion itself. Like the
+    CUDA caching allocator, this keeps the last ``max_buffers`` outputs and reuses one whose
+    storage is referenced by nothing but the cache, so a caller that keeps its events never sees
+    them overwritten.
+    """
+
+    min_bytes = 1 << 20  # below this malloc serves recycled heap memory anyway
+
+    def __init__(self, max_buffers: int = 2) -> None:
+        self.max_buffers = max_buffers
+        self.buffers: list[Tensor] = []
+        self._lock = threading.Lock()
+
+    def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        if _IDLE_USE_COUNT is None or nbytes < self.min_bytes:
+            return torch.empty(shape, dtype=dtype)
+        with self._lock:  # the view below takes the buffer before another thread can
+            for buf in self.buffers:
+                if buf.numel() == nbytes and _storage_use_count(buf) == _IDLE_USE_COUNT:
+                    return buf.view(dtype).view(shape)
+            buf = torch.empty(nbytes, dtype=torch.uint8)
+            self.buffers = [*self.buffers, buf][-self.max_buffers :]
+            return buf.view(dtype).view(shape)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.buffers = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"max_buffers": self.max_buffers}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["max_buffers"])
 
 
 def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
@@ -61,6 +114,9 @@ class I2E(nn.Module):
             only where the input is known to be finite).
         generator: optional ``torch.Generator`` (CPU) for the training pair draws,
             e.g. seeded per DDP rank so that each rank draws its own pairs.
+        cache_outputs: on the CPU, reuse the memory of earlier outputs that are no longer
+            referenced (see ``OutputCache``); keeps up to two outputs' worth of memory.
+            ``clear_cache()`` frees it.
     """
 
     def __init__(
@@ -74,6 +130,7 @@ class I2E(nn.Module):
         layout: str = "TBCHW",
         validate: bool = True,
         generator: torch.Generator | None = None,
+        cache_outputs: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < float(ratio) < 1.0:
@@ -90,6 +147,12 @@ class I2E(nn.Module):
         self.layout = layout
         self.validate = bool(validate)
         self.generator = generator
+        self.cache_outputs = bool(cache_outputs)
+        self._outputs = OutputCache()
+
+    def clear_cache(self) -> None:
+        """Free the CPU output buffers kept for reuse."""
+        self._outputs.clear()
 
     @property
     def directions(self) -> tuple[int, ...]:
@@ -156,16 +219,16 @@ class I2E(nn.Module):
     def forward(self, images: Tensor, dtype: torch.dtype | str | None = None, out: Tensor | None = None) -> Tensor:
         """Events ``[T, B, 2, H, W]`` (``[T, 2, H, W]`` for one image; B first for ``BTCHW``).
 
-        ``out``: optional preallocated ``[T, B, 2, H, W]`` tensor to write into (its dtype wins). On
-        CPU, first-touching a fresh output of ~100 MB costs more than the conversion itself
-        (page faults), so a loop that reuses one buffer runs several times faster.
+        ``out``: optional preallocated ``[T, B, 2, H, W]`` tensor to write into (its dtype wins).
         """
         x, single = self._check(images)
         out_dtype = self.dtype if dtype is None else parse_dtype(dtype)
         v = self.intensity(x)
         b, h, w = v.shape
         steps = self.timesteps
-        if out is None:
+        if out is None and self.cache_outputs and v.device.type == "cpu":
+            out = self._outputs.empty((steps, b, 2, h, w), out_dtype)
+        elif out is None:
             out = torch.empty((steps, b, 2, h, w), dtype=out_dtype, device=v.device)
         elif out.shape != (steps, b, 2, h, w) or out.device != v.device:
             raise ValueError(
