@@ -58,9 +58,41 @@ class _CIFAR(I2EDataModule):
     label_key = ""
     download_name = ""
 
-    def __init__(self, data_dir: str | None = None, *, resolution: int = 128, **kwargs) -> None:
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        batch_size: int = 128,
+        num_workers: int = 2,
+        ratio: float | None = None,
+        order: int | list[int] = 4,
+        timesteps: int = 8,
+        per_sample_pairs: bool = False,
+        augment: str = "full",
+        val_size: int | float = 0,
+        seed: int = 0,
+        pin_memory: bool = False,
+        subset: int | None = None,
+        events_dtype: str = "float32",
+        persistent_workers: bool = True,
+        resolution: int = 128,
+    ) -> None:
         self.resolution = (int(resolution), int(resolution))
-        super().__init__(data_dir=data_dir, **kwargs)
+        super().__init__(
+            data_dir=data_dir,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            ratio=ratio,
+            order=order,
+            timesteps=timesteps,
+            per_sample_pairs=per_sample_pairs,
+            augment=augment,
+            val_size=val_size,
+            seed=seed,
+            pin_memory=pin_memory,
+            subset=subset,
+            events_dtype=events_dtype,
+            persistent_workers=persistent_workers,
+        )
 
     def _find_dir(self) -> Path:
         roots = [self.data_dir] if self.data_dir is not None else list(CIFAR_DIRS)
@@ -110,42 +142,6 @@ class CIFAR10DataModule(_CIFAR):
     download_name = "cifar10"
     __doc__ = "CIFAR-10 at 128x128, ratio 0.07 (I2E_SPEC §1)." + _CIFAR_ARGS_DOC.format(folder=folder)
 
-    def __init__(
-        self,
-        data_dir: str | None = None,
-        batch_size: int = 128,
-        num_workers: int = 2,
-        ratio: float | None = None,
-        order: int | list[int] = 4,
-        timesteps: int = 8,
-        per_sample_pairs: bool = False,
-        augment: str = "full",
-        val_size: int | float = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
-        subset: int | None = None,
-        events_dtype: str = "float32",
-        persistent_workers: bool = True,
-        resolution: int = 128,
-    ) -> None:
-        super().__init__(
-            data_dir,
-            resolution=resolution,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            ratio=ratio,
-            order=order,
-            timesteps=timesteps,
-            per_sample_pairs=per_sample_pairs,
-            augment=augment,
-            val_size=val_size,
-            seed=seed,
-            pin_memory=pin_memory,
-            subset=subset,
-            events_dtype=events_dtype,
-            persistent_workers=persistent_workers,
-        )
-
 
 class CIFAR100DataModule(_CIFAR):
     num_classes = 100
@@ -155,39 +151,3 @@ class CIFAR100DataModule(_CIFAR):
     label_key = "fine_labels"
     download_name = "cifar100"
     __doc__ = "CIFAR-100 (fine labels) at 128x128, ratio 0.07 (I2E_SPEC §1)." + _CIFAR_ARGS_DOC.format(folder=folder)
-
-    def __init__(
-        self,
-        data_dir: str | None = None,
-        batch_size: int = 128,
-        num_workers: int = 2,
-        ratio: float | None = None,
-        order: int | list[int] = 4,
-        timesteps: int = 8,
-        per_sample_pairs: bool = False,
-        augment: str = "full",
-        val_size: int | float = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
-        subset: int | None = None,
-        events_dtype: str = "float32",
-        persistent_workers: bool = True,
-        resolution: int = 128,
-    ) -> None:
-        super().__init__(
-            data_dir,
-            resolution=resolution,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            ratio=ratio,
-            order=order,
-            timesteps=timesteps,
-            per_sample_pairs=per_sample_pairs,
-            augment=augment,
-            val_size=val_size,
-            seed=seed,
-            pin_memory=pin_memory,
-            subset=subset,
-            events_dtype=events_dtype,
-            persistent_workers=persistent_workers,
-        )
