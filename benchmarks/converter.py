@@ -143,6 +143,9 @@ def _onnx_session(x: torch.Tensor, dtype: str, threads: int) -> tuple[Callable[[
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        # ORT's pool spins for a while after each run; interleaved, that steals the cores of
+        # whichever candidate runs next, so it is switched off (a few % slower for ORT itself)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         sess = ort.InferenceSession(str(tmp), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
         return None, f"ONNX export/session failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
@@ -179,17 +182,17 @@ def build_candidates(
             Candidate(f"I2E train/call {dname}", lambda m=m_call: m(x), "eager", "train-call", dname),
             Candidate(f"I2E train/sample {dname}", lambda m=m_samp: m(x), "eager", "train-sample", dname),
         ]
-        if prealloc_i2e and hasattr(m_eval, "_convert_into") and hasattr(m_eval, "intensity"):
+        if prealloc_i2e:
             # the same kernels writing into one reused output: separates page-fault cost from compute
             out = torch.empty((timesteps, b, 2, h, w), dtype=dtype, device=x.device)
             cands.append(
                 Candidate(
                     f"I2E eval {dname} prealloc",
-                    lambda m=m_eval, o=out: m._convert_into(m.intensity(x), o),
+                    lambda m=m_eval, o=out: m(x, out=o),
                     "eager-prealloc",
                     "eval",
                     dname,
-                    note="internal I2E._convert_into into a reused output",
+                    note="I2E(x, out=...) into one reused output",
                 )
             )
         if compile_:

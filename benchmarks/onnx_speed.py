@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         so = ort.SessionOptions()
         so.intra_op_num_threads = args.threads
         so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # interleaved: no core stealing
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.device == "cuda" else None
         sess = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
     used = sess.get_providers()

@@ -306,3 +306,59 @@ def test_cached_module_pickles_without_its_buffers() -> None:
     assert conv._outputs.buffers
     clone = pickle.loads(pickle.dumps(conv))
     assert not clone._outputs.buffers and clone(torch.rand(1, 3, 4, 4)).shape == (8, 1, 2, 4, 4)
+
+
+@pytest.mark.parametrize("chunk_elements", [1, 100, 1 << 19])  # 1 sample, 2 of 5 samples, whole batch
+@pytest.mark.parametrize("dtype", ["bool", "uint8", "float32", torch.float16])
+@pytest.mark.parametrize("input_dtype", [torch.float32, torch.uint8, torch.float64])
+def test_cpu_chunks_give_the_same_events(
+    monkeypatch: pytest.MonkeyPatch, chunk_elements: int, dtype: str | torch.dtype, input_dtype: torch.dtype
+) -> None:
+    monkeypatch.setattr("i2e_lightning.converter.i2e._CPU_CHUNK_ELEMENTS", chunk_elements)
+    images = (torch.rand(5, 3, 7, 9) * 255).to(input_dtype)
+    conv = I2E(0.1, order=2, dtype=dtype).eval()
+    scaled = images.float() / 255 if input_dtype == torch.uint8 else images.float()
+    expected = reference(scaled, 0.1, canonical(2, 8))
+    for _ in range(2):  # the second call runs on recycled scratch buffers
+        assert torch.equal(conv(images).bool(), expected)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_train_mode_pairs_across_cpu_chunks(monkeypatch: pytest.MonkeyPatch, per_sample: bool) -> None:
+    monkeypatch.setattr("i2e_lightning.converter.i2e._CPU_CHUNK_ELEMENTS", 2 * 12 * 12)  # chunks of 2, 2, 1
+    images = torch.rand(5, 3, 12, 12, generator=torch.Generator().manual_seed(5))
+    conv = I2E(0.05, per_sample=per_sample, generator=torch.Generator().manual_seed(2)).train()
+    maps = [allowed_maps(images, 0.05, d) for d in SPEC_ORDERS[4]]
+    for _ in range(10):
+        events = conv(images)
+        for t, direction_maps in enumerate(maps):
+            picks = set()
+            for b in range(images.shape[0]):
+                match = [p for p in range(len(direction_maps)) if torch.equal(events[t, b], direction_maps[p, b])]
+                assert match, f"timestep {t}, sample {b}: not the map of an allowed pair"
+                picks.add(match[0])
+            if not per_sample:  # one draw per call, whatever the chunking
+                assert len(picks) == 1
+
+
+def test_scratch_buffers_are_recycled_and_cleared() -> None:
+    conv = I2E().eval()
+    images = torch.rand(8, 3, 224, 224)
+    first = conv(images).clone()
+    scratch = [b.data_ptr() for b in conv._scratch.buffers]
+    assert scratch  # the padded map and dV are big enough to be kept
+    conv(torch.rand(8, 3, 224, 224))
+    assert torch.equal(conv(images), first)
+    assert [b.data_ptr() for b in conv._scratch.buffers] == scratch
+    conv.clear_cache()
+    assert not conv._scratch.buffers and not conv._outputs.buffers
+
+
+def test_uint8_scaling_is_exact_for_every_value() -> None:
+    # each of the 256 values as a flat-channel pixel next to 0 and 255, so V keeps the value itself
+    values = torch.arange(256, dtype=torch.uint8)
+    conv = I2E().eval()
+    v = conv.intensity(values.view(1, 1, 16, 16).expand(1, 3, 16, 16))
+    assert torch.equal(v.flatten(), values.float() / 255)
+    padded = conv._padded_intensity(values.view(1, 1, 16, 16).repeat(1, 3, 1, 1))
+    assert torch.equal(padded[0, 1:-1, 1:-1].flatten(), values.float() / 255)

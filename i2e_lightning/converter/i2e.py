@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .directions import DEFAULT_ORDER, DIRECTION_PAIRS, cell_offset, resolve_order
 
 LAYOUTS = ("TBCHW", "BTCHW")
+_CPU_CHUNK_ELEMENTS = 1 << 19  # dV of one CPU chunk: 2 MB of float32, about one core's L2
 _U8_TO_UNIT = torch.arange(256, dtype=torch.float32) / 255  # computed on the CPU: true division
 _DTYPE_NAMES = {
     "bool": torch.bool,
@@ -115,8 +115,9 @@ class I2E(nn.Module):
         generator: optional ``torch.Generator`` (CPU) for the training pair draws,
             e.g. seeded per DDP rank so that each rank draws its own pairs.
         cache_outputs: on the CPU, reuse the memory of earlier outputs that are no longer
-            referenced (see ``OutputCache``); keeps up to two outputs' worth of memory.
-            ``clear_cache()`` frees it.
+            referenced (see ``OutputCache``) and of the float32 scratch buffers (the padded
+            intensity map and a few MB per chunk); keeps up to two outputs' worth of memory
+            plus one padded map. ``clear_cache()`` frees it.
     """
 
     def __init__(
@@ -149,10 +150,12 @@ class I2E(nn.Module):
         self.generator = generator
         self.cache_outputs = bool(cache_outputs)
         self._outputs = OutputCache()
+        self._scratch = OutputCache(max_buffers=4)
 
     def clear_cache(self) -> None:
         """Free the CPU output buffers kept for reuse."""
         self._outputs.clear()
+        self._scratch.clear()
 
     @property
     def directions(self) -> tuple[int, ...]:
@@ -170,10 +173,8 @@ class I2E(nn.Module):
     def intensity(self, images: Tensor) -> Tensor:
         """V = max(R, G, B) in float32, ``[B, H, W]``; uint8 input scaled as ``x.float() / 255``."""
         if images.dtype == torch.uint8:
-            # max commutes with the monotonic x/255, so a table of the 256 exact quotients gives
-            # amax(x.float() / 255) on every device (CUDA divides by a scalar as a multiply by
-            # its reciprocal, which rounds differently from the CPU's true division)
-            return _U8_TO_UNIT.to(images.device)[images.amax(dim=1).int()]
+            # max commutes with the monotonic x/255, so the max is taken in uint8
+            return _u8_to_unit(images.amax(dim=1))
         return images.amax(dim=1).float()
 
     def _check(self, images: Tensor) -> tuple[Tensor, bool]:
@@ -223,53 +224,112 @@ class I2E(nn.Module):
         """
         x, single = self._check(images)
         out_dtype = self.dtype if dtype is None else parse_dtype(dtype)
-        v = self.intensity(x)
-        b, h, w = v.shape
+        b, _, h, w = x.shape
         steps = self.timesteps
-        if out is None and self.cache_outputs and v.device.type == "cpu":
+        on_cpu = x.device.type == "cpu"
+        if out is None and self.cache_outputs and on_cpu:
             out = self._outputs.empty((steps, b, 2, h, w), out_dtype)
         elif out is None:
-            out = torch.empty((steps, b, 2, h, w), dtype=out_dtype, device=v.device)
-        elif out.shape != (steps, b, 2, h, w) or out.device != v.device:
+            out = torch.empty((steps, b, 2, h, w), dtype=out_dtype, device=x.device)
+        elif out.shape != (steps, b, 2, h, w) or out.device != x.device:
             raise ValueError(
-                f"out must have shape {(steps, b, 2, h, w)} on {v.device} (time first), "
+                f"out must have shape {(steps, b, 2, h, w)} on {x.device} (time first), "
                 f"got {tuple(out.shape)} on {out.device}"
             )
         if b > 0:
-            self._convert_into(v, out)
+            self._convert_into(self._padded_intensity(x), out)
         if self.layout == "BTCHW":
             out = out.transpose(0, 1)
         if single:
             out = out.squeeze(0) if self.layout == "BTCHW" else out.squeeze(1)
         return out
 
-    def _convert_into(self, v: Tensor, out: Tensor) -> None:
-        b, h, w = v.shape
-        vmin, vmax = torch.aminmax(v.view(b, -1), dim=1)
+    def _empty(self, shape: tuple[int, ...], device: torch.device) -> Tensor:
+        """Float32 scratch memory; on the CPU recycled between calls (no page faults)."""
+        if self.cache_outputs and device.type == "cpu":
+            return self._scratch.empty(shape, torch.float32)
+        return torch.empty(shape, dtype=torch.float32, device=device)
+
+    def _padded_intensity(self, x: Tensor) -> Tensor:
+        """V replicate-padded by one pixel, ``[B, H + 2, W + 2]`` float32 (the official code's pad)."""
+        b, _, h, w = x.shape
+        vpad = self._empty((b, h + 2, w + 2), x.device)
+        inner = vpad[:, 1 : h + 1, 1 : w + 1]
+        if x.dtype == torch.float32:
+            torch.amax(x, dim=1, out=inner)  # straight into the padded buffer: one pass fewer
+        elif x.dtype == torch.uint8 and x.device.type == "cpu":
+            inner.copy_(x.amax(dim=1)).div_(255)  # see _u8_to_unit
+        else:
+            inner.copy_(self.intensity(x))
+        # replicate: columns first (interior rows), then whole rows, which carries the corners
+        vpad[:, 1 : h + 1, 0] = vpad[:, 1 : h + 1, 1]
+        vpad[:, 1 : h + 1, w + 1] = vpad[:, 1 : h + 1, w]
+        vpad[:, 0] = vpad[:, 1]
+        vpad[:, h + 1] = vpad[:, h]
+        return vpad
+
+    def _convert_into(self, vpad: Tensor, out: Tensor) -> None:
+        b, h, w = vpad.shape[0], vpad.shape[1] - 2, vpad.shape[2] - 2
+        flat = vpad.view(b, -1)  # the pad replicates values, so its min and max are V's
+        vmin, vmax = flat.amin(dim=1), flat.amax(dim=1)  # two reductions beat one aminmax on CPU
         # threshold as the official code: ratio * (max - min) in float32; a flat image gets
         # +inf so it fires nothing (the official code fires every pixel there)
         th = torch.where(vmax > vmin, (vmax - vmin) * self.ratio, torch.full_like(vmax, float("inf")))
         th = th.view(b, 1, 1)
         neg_th = -th
-        vpad = F.pad(v.unsqueeze(1), (1, 1, 1, 1), mode="replicate").squeeze(1)
         choices = self._draw_choices(b)
+        on_cpu = vpad.device.type == "cpu"
+        # CPU: convert a few samples at a time so that dV stays in cache while its two masks are
+        # written; CUDA: one launch per op over the whole batch
+        chunk = max(1, _CPU_CHUNK_ELEMENTS // (h * w)) if on_cpu else b
+        chunk = min(chunk, b)
+        dv_buf = self._empty((chunk, h, w), vpad.device)
+        # torch compares into bool with a scalar loop but into float32 with SIMD: on the CPU a
+        # float32 mask plus a cast is faster than writing bool (or uint8, f16...) directly
+        mask_buf = self._empty((chunk, h, w), vpad.device) if on_cpu and out.dtype != torch.float32 else None
+        per_sample = choices.dim() == 2
+        if per_sample:  # every allowed pair's dV for the chunk, then each sample picks its own
+            most_pairs = max(len(DIRECTION_PAIRS[d]) for d in self.directions)
+            diffs_buf = self._empty((most_pairs * chunk, h, w), vpad.device)
 
-        def shifted(cell: int) -> Tensor:
-            r, c = cell_offset(cell)
-            return vpad[:, r : r + h, c : c + w]
+        for s in range(0, b, chunk):
+            e = min(s + chunk, b)
+            n = e - s
+            vp, dv = vpad[s:e], dv_buf[:n]
+            th_c, neg_th_c = th[s:e], neg_th[s:e]
+            for t, d in enumerate(self.directions):
+                pairs = DIRECTION_PAIRS[d]
+                if per_sample:
+                    picks = choices[t, s:e]
+                    for p in sorted(set(picks.tolist())):  # only the pairs some sample drew
+                        a, bb = pairs[p]
+                        torch.sub(_shifted(vp, bb, h, w), _shifted(vp, a, h, w), out=diffs_buf[p * n : (p + 1) * n])
+                    rows = (picks * n + torch.arange(n)).to(vp.device)
+                    torch.index_select(diffs_buf[: len(pairs) * n], 0, rows, out=dv)
+                else:
+                    a, bb = pairs[int(choices[t])]
+                    torch.sub(_shifted(vp, bb, h, w), _shifted(vp, a, h, w), out=dv)
+                # ON: dV >= th; OFF: -dV >= th, i.e. dV <= -th (negation is exact)
+                on, off = out[t, s:e, 0], out[t, s:e, 1]
+                if mask_buf is None:
+                    torch.ge(dv, th_c, out=on)
+                    torch.le(dv, neg_th_c, out=off)
+                else:
+                    mask = mask_buf[: e - s]
+                    on.copy_(torch.ge(dv, th_c, out=mask))
+                    off.copy_(torch.le(dv, neg_th_c, out=mask))
 
-        if choices.dim() == 2:  # per-sample pairs: gather from the nine shifted copies
-            stack = torch.stack([shifted(c) for c in range(1, 10)])  # [9, B, H, W]
-            rows = torch.arange(b, device=v.device)
-        for t, d in enumerate(self.directions):
-            pairs = DIRECTION_PAIRS[d]
-            if choices.dim() == 1:
-                a, bb = pairs[int(choices[t])]
-                dv = shifted(bb) - shifted(a)
-            else:
-                table = torch.tensor(pairs, dtype=torch.long) - 1  # [P, 2] cell indices 0..8
-                sel = table[choices[t]].to(v.device)  # [B, 2]
-                dv = stack[sel[:, 1], rows] - stack[sel[:, 0], rows]
-            # ON: dV >= th; OFF: -dV >= th, i.e. dV <= -th (negation is exact)
-            torch.ge(dv, th, out=out[t, :, 0])
-            torch.le(dv, neg_th, out=out[t, :, 1])
+
+def _u8_to_unit(m: Tensor) -> Tensor:
+    """``m.float() / 255`` bit for bit on every device."""
+    if m.device.type == "cpu":  # the CPU divides by a float32 scalar with a true division
+        return m.float().div_(255)
+    # CUDA divides by a scalar as a multiply by its reciprocal, which rounds differently: look the
+    # 256 exact quotients (computed on the CPU) up instead
+    return _U8_TO_UNIT.to(m.device)[m.int()]
+
+
+def _shifted(vpad: Tensor, cell: int, h: int, w: int) -> Tensor:
+    """The ``[.., H, W]`` window of the padded map at 3x3 cell ``cell`` (1..9)."""
+    r, c = cell_offset(cell)
+    return vpad[:, r : r + h, c : c + w]
