@@ -173,6 +173,21 @@ def test_lightning_checkpoint_through_cli(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().out
 
 
+def test_checkpoint_records_the_datamodule_default_ratio(tmp_path, capsys):
+    from i2e_lightning.data import FashionMNISTDataModule
+
+    dm = FashionMNISTDataModule(timesteps=3)  # ratio left to the dataset default (0.15)
+    assert dm.hparams["ratio"] == 0.15
+    module, ckpt = _lightning_checkpoint(tmp_path)
+    saved = torch.load(ckpt, weights_only=False)
+    saved["datamodule_hyper_parameters"] = dict(dm.hparams)  # what Trainer.save_checkpoint stores
+    torch.save(saved, ckpt)
+    out = tmp_path / "clf.onnx"
+    assert export_main(["--ckpt", str(ckpt), "--out", str(out)]) == 0, capsys.readouterr().out
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert (meta["i2e.ratio"], meta["i2e.timesteps"], meta["i2e.image_size"]) == ("0.15", "3", "[32, 32]")
+
+
 class TinyFixedSize(nn.Module):
     """conv -> LIF -> flatten -> linear: only runs at its training size (8x8)."""
 

@@ -151,6 +151,8 @@ class I2EDataModule(L.LightningDataModule):
         self._seed_generators(0)
         self._splits: dict[str, Dataset] = {}
         self.save_hyperparameters()
+        # the resolved ratio, not None: a checkpoint alone then rebuilds the converter (export-onnx --ckpt)
+        self.hparams["ratio"] = self.ratio
 
     # -- hooks for subclasses ---------------------------------------------------------------
 

@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         ratio = args.ratio if args.ratio is not None else saved.get("ratio")
         if ratio is None:
             raise ValueError(
-                f"checkpoint {args.ckpt} does not record the converter's ratio (its datamodule used the dataset "
-                "default): pass --config configs/X.yaml (the training config) or --ratio (e.g. 0.15 for "
+                f"checkpoint {args.ckpt} does not record the converter's ratio (no i2e_lightning DataModule "
+                "settings in it): pass --config configs/X.yaml (the training config) or --ratio (e.g. 0.15 for "
                 "Fashion-MNIST, 0.07 for CIFAR)"
             )
         order = args.order if args.order is not None else saved.get("order", 4)
