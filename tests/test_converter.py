@@ -323,6 +323,16 @@ def test_cpu_chunks_give_the_same_events(
         assert torch.equal(conv(images).bool(), expected)
 
 
+@pytest.mark.parametrize("dtype", ["bool", "uint8", "float16", "bfloat16"])
+def test_direct_comparison_writes_as_on_cuda(monkeypatch: pytest.MonkeyPatch, dtype: str) -> None:
+    # CUDA compares straight into the output's slices, over the whole batch: the same path on the CPU
+    monkeypatch.setattr("i2e_lightning.converter.i2e._compare_via_float32", lambda out, on_cpu: False)
+    monkeypatch.setattr("i2e_lightning.converter.i2e._CPU_CHUNK_ELEMENTS", 1 << 30)
+    images = torch.rand(4, 3, 9, 7)
+    expected = reference(images, 0.1, canonical(4, 8))
+    assert torch.equal(I2E(0.1, dtype=dtype).eval()(images).bool(), expected)
+
+
 @pytest.mark.parametrize("per_sample", [False, True])
 def test_train_mode_pairs_across_cpu_chunks(monkeypatch: pytest.MonkeyPatch, per_sample: bool) -> None:
     monkeypatch.setattr("i2e_lightning.converter.i2e._CPU_CHUNK_ELEMENTS", 2 * 12 * 12)  # chunks of 2, 2, 1

@@ -284,9 +284,7 @@ class I2E(nn.Module):
         chunk = max(1, _CPU_CHUNK_ELEMENTS // (h * w)) if on_cpu else b
         chunk = min(chunk, b)
         dv_buf = self._empty((chunk, h, w), vpad.device)
-        # torch compares into bool with a scalar loop but into float32 with SIMD: on the CPU a
-        # float32 mask plus a cast is faster than writing bool (or uint8, f16...) directly
-        mask_buf = self._empty((chunk, h, w), vpad.device) if on_cpu and out.dtype != torch.float32 else None
+        mask_buf = self._empty((chunk, h, w), vpad.device) if _compare_via_float32(out, on_cpu) else None
         per_sample = choices.dim() == 2
         if per_sample:  # every allowed pair's dV for the chunk, then each sample picks its own
             most_pairs = max(len(DIRECTION_PAIRS[d]) for d in self.directions)
@@ -318,6 +316,15 @@ class I2E(nn.Module):
                     mask = mask_buf[: e - s]
                     on.copy_(torch.ge(dv, th_c, out=mask))
                     off.copy_(torch.le(dv, neg_th_c, out=mask))
+
+
+def _compare_via_float32(out: Tensor, on_cpu: bool) -> bool:
+    """Whether to compare into a float32 mask and cast it into ``out``.
+
+    torch compares into bool with a scalar loop but into float32 with SIMD: on the CPU a float32
+    mask plus a cast is faster than writing bool (or uint8, f16...) directly. CUDA writes directly.
+    """
+    return on_cpu and out.dtype != torch.float32
 
 
 def _u8_to_unit(m: Tensor) -> Tensor:
