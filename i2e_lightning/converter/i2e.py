@@ -313,7 +313,7 @@ class I2E(nn.Module):
                     torch.ge(dv, th_c, out=on)
                     torch.le(dv, neg_th_c, out=off)
                 else:
-                    mask = mask_buf[: e - s]
+                    mask = mask_buf[:n]
                     on.copy_(torch.ge(dv, th_c, out=mask))
                     off.copy_(torch.le(dv, neg_th_c, out=mask))
 
