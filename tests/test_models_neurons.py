@@ -12,14 +12,7 @@ from snntorch._neurons.neurons import SpikingNeuron
 
 from i2e_lightning.models import ATan, MultiStepLeaky
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one intra-op thread is faster, and much faster on a shared, oversubscribed CPU
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _stock_leaky_loop(x: torch.Tensor, spike_grad) -> torch.Tensor:

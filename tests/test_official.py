@@ -18,13 +18,7 @@ from i2e_lightning.models import (
 sj_ref = pytest.importorskip("i2e_lightning.models.spikingjelly_ref")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one intra-op thread is faster, and much faster on a shared, oversubscribed CPU
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SJ_NETS = {"ms_resnet18": sj_ref.sj_ms_resnet18, "ms_resnet34": sj_ref.sj_ms_resnet34}
