@@ -1,9 +1,12 @@
 """Run an exported I2E model (converter, or converter + spiking classifier) with ONNX Runtime only.
 
 Deployment needs this one file, numpy and onnxruntime (``onnxruntime-gpu`` for CUDA); Pillow only
-to decode image files. It never imports torch.
+to decode image files. It never imports torch, nor anything else of i2e_lightning.
 
-    from i2e_runtime import I2ERuntime
+The file lives in the package as ``i2e_lightning/onnx/runtime.py``; ``export/i2e_runtime.py`` is a
+byte-identical copy to drop next to a deployed model (``make docs`` refreshes it, a test checks it).
+
+    from i2e_runtime import I2ERuntime            # or: from i2e_lightning.onnx import I2ERuntime
     rt = I2ERuntime("export/i2e.onnx")            # CUDA when onnxruntime-gpu and a GPU are there
     events = rt.run(images)                       # uint8/float [B, 1|3, H, W] (or one [C, H, W])
     for paths, events in rt.run_files(["a.png", "b.jpg"], size=(224, 224), batch_size=32): ...

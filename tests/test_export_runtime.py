@@ -1,4 +1,5 @@
-"""The torch-free runtime export/i2e_runtime.py: no torch import, input checks, providers, files, batching."""
+"""The torch-free runtime (i2e_lightning/onnx/runtime.py, copied as export/i2e_runtime.py): no torch import,
+input checks, providers, files, batching."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from i2e_lightning.converter import I2E
 from i2e_lightning.onnx import export_converter
 from i2e_lightning.onnx import runtime as pkg_runtime
-from i2e_lightning.onnx.runtime import CPU, CUDA, RUNTIME_FILE, I2ERuntime, choose_providers
+from i2e_lightning.onnx.runtime import CPU, CUDA, I2ERuntime, choose_providers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,20 +30,32 @@ def models(tmp_path_factory):
     }
 
 
-def test_runtime_file_is_the_package_runtime():
-    assert RUNTIME_FILE == REPO / "export" / "i2e_runtime.py"
-    assert pkg_runtime.I2ERuntime.__module__ == "i2e_runtime"
+PACKAGE_RUNTIME = Path(pkg_runtime.__file__)
+EXPORT_COPY = REPO / "export" / "i2e_runtime.py"
+
+
+def test_export_copy_is_the_package_runtime():
+    # the runtime lives in the package (so a wheel has it); export/ keeps a one-file copy for deployment
+    assert PACKAGE_RUNTIME.parent == REPO / "i2e_lightning" / "onnx"
+    assert EXPORT_COPY.read_bytes() == PACKAGE_RUNTIME.read_bytes(), (
+        "export/i2e_runtime.py differs from i2e_lightning/onnx/runtime.py: run `make docs` (it copies the runtime)"
+    )
+    assert pkg_runtime.I2ERuntime.__module__ == "i2e_lightning.onnx.runtime"
     from i2e_lightning.onnx import I2ERuntime as lazy
 
     assert lazy is I2ERuntime
 
 
-def test_runs_without_torch_in_a_subprocess(models):
+@pytest.mark.parametrize("runtime_file", [EXPORT_COPY, PACKAGE_RUNTIME], ids=["export-copy", "package-file"])
+def test_runs_without_torch_in_a_subprocess(models, runtime_file, tmp_path):
+    # the file alone, as deployed: copied into an empty folder, torch and i2e_lightning blocked
+    (tmp_path / "i2e_runtime.py").write_bytes(runtime_file.read_bytes())
     code = textwrap.dedent(
         f"""
         import sys
         sys.modules["torch"] = None  # any `import torch` now raises ImportError
-        sys.path.insert(0, {str(REPO / "export")!r})
+        sys.modules["i2e_lightning"] = None
+        sys.path.insert(0, {str(tmp_path)!r})
         import numpy as np
         from i2e_runtime import I2ERuntime, event_rate
         rt = I2ERuntime({str(models["uint8"])!r}, threads=1)

@@ -5,7 +5,7 @@ does not import onnx:
 
 * :func:`export_converter` / :func:`build_converter_model` - images -> events, bit-exact to ``I2E().eval()``;
 * :func:`export_classifier` - images -> converter -> SNN unrolled over T -> logits;
-* :class:`I2ERuntime` - the torch-free runtime of ``export/i2e_runtime.py``.
+* :class:`I2ERuntime` - the torch-free runtime (``runtime.py``; ``export/i2e_runtime.py`` is its one-file copy).
 """
 
 from __future__ import annotations

@@ -1,61 +1,355 @@
-"""The torch-free ONNX Runtime runtime, offered from the package.
+"""Run an exported I2E model (converter, or converter + spiking classifier) with ONNX Runtime only.
 
-The implementation is the single deployable file ``export/i2e_runtime.py`` (numpy + onnxruntime,
-no torch), so there is exactly one copy of it. This module loads that file and re-exports its
-names: ``from i2e_lightning.onnx.runtime import I2ERuntime``.
+Deployment needs this one file, numpy and onnxruntime (``onnxruntime-gpu`` for CUDA); Pillow only
+to decode image files. It never imports torch, nor anything else of i2e_lightning.
+
+The file lives in the package as ``i2e_lightning/onnx/runtime.py``; ``export/i2e_runtime.py`` is a
+byte-identical copy to drop next to a deployed model (``make docs`` refreshes it, a test checks it).
+
+    from i2e_runtime import I2ERuntime            # or: from i2e_lightning.onnx import I2ERuntime
+    rt = I2ERuntime("export/i2e.onnx")            # CUDA when onnxruntime-gpu and a GPU are there
+    events = rt.run(images)                       # uint8/float [B, 1|3, H, W] (or one [C, H, W])
+    for paths, events in rt.run_files(["a.png", "b.jpg"], size=(224, 224), batch_size=32): ...
+    print(rt.providers, rt.metadata)
+
+Inputs are checked (rank, dtype, channels, size, finiteness) before ONNX Runtime sees them, so a
+bad array gives a ``ValueError`` that says what to change instead of a runtime stack trace.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
-RUNTIME_FILE = Path(__file__).resolve().parents[2] / "export" / "i2e_runtime.py"
-_MODULE_NAME = "i2e_runtime"
+import numpy as np
+import onnxruntime as ort
+
+__all__ = ["CPU", "CUDA", "I2ERuntime", "RuntimeInfo", "choose_providers", "event_rate", "find_images", "load_images"]
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+_PREFIX = "i2e."
+_ORT_TYPES = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32}
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
-def _load() -> ModuleType:
-    # reuse an already imported copy of the same file, so isinstance checks agree
-    mod = sys.modules.get(_MODULE_NAME)
-    if mod is not None and Path(getattr(mod, "__file__", "") or "").resolve() == RUNTIME_FILE:
-        return mod
-    if not RUNTIME_FILE.is_file():
-        raise ImportError(
-            f"the ONNX runtime module {RUNTIME_FILE} is missing: it ships in the source tree's export/ folder; "
-            "use a checkout of the repository (pip install -e .) or copy export/i2e_runtime.py next to your code"
-        )
-    spec = importlib.util.spec_from_file_location(_MODULE_NAME, RUNTIME_FILE)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[_MODULE_NAME] = mod
+def choose_providers(providers: Sequence[str] | None = None) -> list[str]:
+    """Execution providers to ask for: the given ones (checked), else CUDA when built in, then the CPU.
+
+    onnxruntime-gpu lists ``CUDAExecutionProvider`` whenever it is installed; without a usable GPU the
+    session falls back to the CPU, which :attr:`I2ERuntime.providers` (the session's own list) shows.
+    """
+    available = list(ort.get_available_providers())
+    if providers is not None:
+        providers = [providers] if isinstance(providers, str) else list(providers)
+        missing = [p for p in providers if p not in available]
+        if missing or not providers:
+            raise ValueError(
+                f"execution provider(s) {missing or providers} are not available in this onnxruntime build "
+                f"(available: {available}); install onnxruntime-gpu for {CUDA}"
+            )
+        return providers if CPU in providers else [*providers, CPU]
+    return [CUDA, CPU] if CUDA in available else [CPU]
+
+
+def _parse_meta(raw: dict[str, str]) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for key, value in raw.items():
+        if not key.startswith(_PREFIX):
+            continue
+        name = key[len(_PREFIX) :]
+        try:
+            meta[name] = json.loads(value)
+        except (json.JSONDecodeError, ValueError):
+            meta[name] = value
+    return meta
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What the model file says about itself, from its ``i2e.*`` metadata and its input/output."""
+
+    kind: str  # "converter" or "classifier"
+    ratio: float
+    order: tuple[int, ...]
+    timesteps: int
+    input_dtype: str
+    output_dtype: str
+    layout: str
+    version: str
+    input_name: str
+    output_name: str
+    channels: tuple[int, ...] = (1, 3)
+    fixed_size: tuple[int, int] | None = None
+    num_classes: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def event_rate(events: np.ndarray) -> float:
+    """Fraction of event-tensor entries that are set (0 for an empty tensor)."""
+    return float(np.count_nonzero(events)) / events.size if events.size else 0.0
+
+
+def load_images(paths: Sequence[str | Path], size: tuple[int, int] | None = None, mode: str = "RGB") -> np.ndarray:
+    """Decode image files to uint8 ``[N, C, H, W]`` (Pillow needed for files; arrays need no Pillow).
+
+    ``size=(H, W)`` resizes with bicubic interpolation (Pillow's, antialiased); without it all
+    images must have the same size. ``mode`` is ``"RGB"`` (3 channels) or ``"L"`` (grey, 1 channel).
+    """
     try:
-        spec.loader.exec_module(mod)
-    except BaseException:
-        del sys.modules[_MODULE_NAME]
-        raise
-    return mod
+        from PIL import Image
+    except ImportError:
+        raise ImportError("decoding image files needs Pillow: pip install pillow (or pass numpy arrays)") from None
+    if mode not in ("RGB", "L"):
+        raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise ValueError(f"size must be (height, width) >= 1, got {size!r}")
+    arrays = []
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise FileNotFoundError(f"image file {path} does not exist")
+        try:
+            with Image.open(path) as im:
+                im = im.convert(mode)
+                if size is not None and im.size != (size[1], size[0]):
+                    im = im.resize((int(size[1]), int(size[0])), Image.Resampling.BICUBIC)
+                a = np.asarray(im, dtype=np.uint8)
+        except OSError as exc:
+            raise ValueError(f"{path} is not a readable image ({exc})") from None
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    if not arrays:
+        raise ValueError("no image files given")
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise ValueError(f"the images have different sizes {sorted(s[1:] for s in shapes)}: pass size=(H, W)")
+    return np.stack(arrays)
 
 
-_runtime = _load()
-I2ERuntime = _runtime.I2ERuntime
-RuntimeInfo = _runtime.RuntimeInfo
-choose_providers = _runtime.choose_providers
-event_rate = _runtime.event_rate
-find_images = _runtime.find_images
-load_images = _runtime.load_images
-CPU = _runtime.CPU
-CUDA = _runtime.CUDA
+class I2ERuntime:
+    """An ONNX Runtime session on an exported I2E model, with input checks and batching.
 
-__all__ = [
-    "CPU",
-    "CUDA",
-    "RUNTIME_FILE",
-    "I2ERuntime",
-    "RuntimeInfo",
-    "choose_providers",
-    "event_rate",
-    "find_images",
-    "load_images",
-]
+    Args:
+        model_path: the ``.onnx`` file written by ``python -m i2e_lightning export-onnx``.
+        providers: execution providers to request; ``None`` picks CUDA when available, else the CPU.
+        threads: intra-op threads of the CPU provider (``None``: ONNX Runtime's default).
+    """
+
+    def __init__(
+        self, model_path: str | Path, providers: Sequence[str] | None = None, threads: int | None = None
+    ) -> None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"model file {path} does not exist: export one with "
+                "`python -m i2e_lightning export-onnx --out export/i2e.onnx`"
+            )
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.model_path = path
+        self.requested_providers = choose_providers(providers)
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=self.requested_providers)
+        self.info = self._read_info()
+
+    # -- model description -----------------------------------------------------------------
+
+    def _read_info(self) -> RuntimeInfo:
+        meta = _parse_meta(dict(self.session.get_modelmeta().custom_metadata_map))
+        needed = ("ratio", "order", "timesteps", "input_dtype", "output_dtype", "layout")
+        if any(k not in meta for k in needed):
+            raise ValueError(
+                f"{self.model_path} is not an i2e_lightning export (its metadata lacks {_PREFIX}ratio/order/...): "
+                "export it with `python -m i2e_lightning export-onnx`"
+            )
+        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        if inp.type not in _ORT_TYPES:
+            raise ValueError(f"{self.model_path}: unsupported input type {inp.type} (expected uint8 or float)")
+        shape = list(inp.shape)
+        fixed = (shape[2], shape[3]) if len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]) else None
+        channels = tuple(int(c) for c in str(meta.get("channels", "1,3")).split(","))
+        if len(shape) == 4 and isinstance(shape[1], int):
+            channels = (shape[1],)
+        known = {"kind", "channels", "num_classes", "version", *needed}
+        return RuntimeInfo(
+            kind=str(meta.get("kind", "converter")),
+            ratio=float(meta["ratio"]),
+            order=tuple(int(d) for d in meta["order"]),
+            timesteps=int(meta["timesteps"]),
+            input_dtype=str(meta["input_dtype"]),
+            output_dtype=str(meta["output_dtype"]),
+            layout=str(meta["layout"]),
+            version=str(meta.get("version", "unknown")),
+            input_name=inp.name,
+            output_name=out.name,
+            channels=channels,
+            fixed_size=fixed,
+            num_classes=int(meta["num_classes"]) if "num_classes" in meta else None,
+            extra={k: v for k, v in meta.items() if k not in known},
+        )
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The model's ``i2e.*`` metadata, parsed (numbers and lists as such)."""
+        return _parse_meta(dict(self.session.get_modelmeta().custom_metadata_map))
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session really uses (CUDA drops out when no GPU could be used)."""
+        return list(self.session.get_providers())
+
+    @property
+    def uses_gpu(self) -> bool:
+        return CUDA in self.providers
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(_ORT_TYPES[self.session.get_inputs()[0].type])
+
+    def __repr__(self) -> str:
+        i = self.info
+        return (
+            f"I2ERuntime({str(self.model_path)!r}, kind={i.kind}, ratio={i.ratio}, timesteps={i.timesteps}, "
+            f"input={i.input_dtype}, output={i.output_dtype} {i.layout}, providers={self.providers})"
+        )
+
+    # -- input checks -----------------------------------------------------------------------
+
+    def prepare(self, images: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, bool]:
+        """Check and convert ``images`` to the model's input; returns ``(batch [B, C, H, W], was_single)``."""
+        if isinstance(images, (list, tuple)):
+            if not images:
+                raise ValueError("no images given (empty list)")
+            arrays = [np.asarray(a) for a in images]
+            if len({a.shape for a in arrays}) > 1:
+                raise ValueError(
+                    f"the images have different shapes {sorted({a.shape for a in arrays})}: resize them to one size"
+                )
+            x = np.stack(arrays)
+        elif isinstance(images, np.ndarray):
+            x = images
+        else:
+            raise ValueError(
+                f"images must be a numpy array [B, C, H, W] / [C, H, W] or a list of [C, H, W] arrays, "
+                f"got {type(images).__name__} (torch tensors: pass tensor.numpy())"
+            )
+        if x.ndim not in (3, 4):
+            raise ValueError(
+                f"images must have shape [B, C, H, W] or [C, H, W], got rank {x.ndim} {tuple(x.shape)}: "
+                "add or remove the batch dimension"
+            )
+        single = x.ndim == 3
+        if single:
+            x = x[None]
+        allowed = self.info.channels
+        if x.shape[1] not in allowed:
+            hint = (
+                f"; it looks channels-last (HWC), use np.transpose(x, {(0, 3, 1, 2) if not single else (2, 0, 1)})"
+                if x.shape[-1] in allowed
+                else ": convert to RGB or grey first"
+            )
+            raise ValueError(
+                f"images must have {' or '.join(map(str, allowed))} channels in dimension {0 if single else 1}, "
+                f"got {x.shape[1]} (shape {tuple(images.shape) if isinstance(images, np.ndarray) else x.shape}){hint}"
+            )
+        if x.shape[2] == 0 or x.shape[3] == 0:
+            raise ValueError(f"images must have a height and width of at least 1, got shape {tuple(x.shape)}")
+        fixed = self.info.fixed_size
+        if fixed is not None and tuple(x.shape[2:]) != tuple(fixed):
+            raise ValueError(
+                f"this classifier was exported for {fixed[0]}x{fixed[1]} images, got {x.shape[2]}x{x.shape[3]}: "
+                f"resize them (load_images(paths, size={fixed}))"
+            )
+        want = self.input_dtype
+        if want == np.uint8:
+            if x.dtype != np.uint8:
+                raise ValueError(
+                    f"this model takes uint8 images, got {x.dtype}: convert with "
+                    "np.clip(np.rint(x * 255), 0, 255).astype(np.uint8) or export with --input-dtype float32"
+                )
+        elif x.dtype == np.uint8:
+            # the same scaling as the uint8 graph and torch's x.float() / 255
+            x = x.astype(np.float32) / np.float32(255.0)
+        elif np.issubdtype(x.dtype, np.floating):
+            x = x.astype(np.float32, copy=False)
+            if x.size and not np.isfinite(x).all():
+                raise ValueError("images contain NaN or Inf values: clean or clamp the input before conversion")
+        else:
+            raise ValueError(f"images must be float or uint8, got {x.dtype}: convert with x.astype(np.float32)")
+        return np.ascontiguousarray(x), single
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _batch_axis(self) -> int:
+        return 1 if self.info.kind == "converter" and self.info.layout == "TBCHW" else 0
+
+    def _empty_output(self, x: np.ndarray) -> np.ndarray:
+        dtypes = {"bool": np.bool_, "uint8": np.uint8, "float32": np.float32}
+        if self.info.kind == "classifier":
+            return np.zeros((0, self.info.num_classes or 0), dtype=np.float32)
+        h, w = x.shape[2:]
+        shape = [self.info.timesteps, 0, 2, h, w] if self.info.layout == "TBCHW" else [0, self.info.timesteps, 2, h, w]
+        return np.zeros(shape, dtype=dtypes[self.info.output_dtype])
+
+    def run(self, images: np.ndarray | Sequence[np.ndarray], batch_size: int | None = None) -> np.ndarray:
+        """Events (converter) or logits (classifier) of ``images``, in chunks of ``batch_size`` if given.
+
+        Events are ``[T, B, 2, H, W]`` (``BTCHW``: ``[B, T, 2, H, W]``); one ``[C, H, W]`` image gives
+        ``[T, 2, H, W]``. Logits are ``[B, num_classes]`` (``[num_classes]`` for one image).
+        """
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        x, single = self.prepare(images)
+        axis = self._batch_axis()
+        if x.shape[0] == 0:
+            out = self._empty_output(x)
+        else:
+            step = batch_size or x.shape[0]
+            parts = [
+                self.session.run([self.info.output_name], {self.info.input_name: x[i : i + step]})[0]
+                for i in range(0, x.shape[0], step)
+            ]
+            out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
+        return np.take(out, 0, axis=axis) if single else out
+
+    __call__ = run
+
+    def run_files(
+        self,
+        paths: Iterable[str | Path],
+        size: tuple[int, int] | None = None,
+        batch_size: int = 32,
+    ) -> Iterator[tuple[list[Path], np.ndarray]]:
+        """Decode and run image files in batches: yields ``(paths of the batch, events or logits)``.
+
+        Files are resized to ``size`` (bicubic); a classifier exported for a fixed size uses that size
+        by default. Grey models (1 channel) decode files as grey, others as RGB.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        size = size if size is not None else self.info.fixed_size
+        mode = "L" if self.info.channels == (1,) else "RGB"
+        batch: list[Path] = []
+        for p in paths:
+            batch.append(Path(p))
+            if len(batch) == batch_size:
+                yield batch, self.run(load_images(batch, size, mode))
+                batch = []
+        if batch:
+            yield batch, self.run(load_images(batch, size, mode))
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Image files (by suffix) under ``folder``, sorted."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
