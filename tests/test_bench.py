@@ -239,11 +239,6 @@ def test_paper_tables_plan_dedups_shared_runs() -> None:
 
 
 def test_paper_tables_tiny_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("i2e_lightning.models", reason="models package")
-    from i2e_lightning import models
-
-    if not hasattr(models, "spiking_cnn"):
-        pytest.skip("spiking_cnn not available")
     g = torch.Generator().manual_seed(0)
     train = (torch.randint(0, 256, (24, 3, 16, 16), dtype=torch.uint8, generator=g), torch.arange(24) % 10)
     test = (torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8, generator=g), torch.arange(10) % 10)
@@ -259,8 +254,8 @@ def test_paper_tables_tiny_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_dataloader_h5_roundtrip(tmp_path: Path) -> None:
-    events = pytest.importorskip("i2e_lightning.events")
     from benchmarks import dataloader
+    from i2e_lightning import events
 
     imgs = torch.randint(0, 256, (7, 3, 9, 11), dtype=torch.uint8)
     ds = torch.utils.data.TensorDataset(imgs, torch.arange(7))
@@ -297,6 +292,7 @@ def test_bench_dispatch(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
     assert cmd[1:] == [str(ROOT / "benchmarks" / "paper_tables.py"), "--epochs", "1"] and Path(cwd) == ROOT
 
 
+@pytest.mark.slow
 def test_gpu_check_script_syntax_and_options() -> None:
     script = ROOT / "benchmarks" / "gpu_check.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0

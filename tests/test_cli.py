@@ -11,11 +11,12 @@ import pytest
 import torch
 import yaml
 from lightning import Trainer
-from test_training_utils import TINY, make_idx_dir, run_cli
 
 from i2e_lightning import cli
 from i2e_lightning.data.config import datamodule_from_config
 from i2e_lightning.training import SpikingClassifier
+from tests.helpers.cli import TINY, run_cli
+from tests.helpers.datasets import make_idx_dir
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +43,7 @@ def _base(idx_dir: Path, tmp_path: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_fit_then_test_validate_predict_and_resume(tmp_path: Path, idx_dir: Path, capsys) -> None:
     base = _base(idx_dir, tmp_path)
     assert cli.main(["fit", *base]) == 0
@@ -153,6 +155,7 @@ def test_every_extra_command_is_wired() -> None:
     assert cli.EXTRA_COMMANDS["bench"][0] == "i2e_lightning.bench"
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point(tmp_path: Path, idx_dir: Path) -> None:
     # the real command line, in a subprocess: fit runs, prints no traceback, writes the checkpoints
     proc = run_cli(["fit", *_base(idx_dir, tmp_path), "--trainer.limit_train_batches", "2"], cwd=tmp_path)

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from i2e_lightning.converter import I2E
 from i2e_lightning.events.convert import _events_to_rows, auto_batch_size, convert_dataset, main, parse_overrides
+from tests.helpers.run_if import RunIf
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,6 +152,7 @@ def run_and_kill(out: Path, n: int, batch: int, stop: int = -1, slow: float = 0.
         proc.stdout.close()
 
 
+@pytest.mark.slow
 def test_resume_after_kill_is_byte_identical(tmp_path):
     n, batch = 230, 50
     conv = I2E(ratio=0.15)
@@ -224,8 +226,7 @@ def test_bad_arguments(tmp_path):
         convert_dataset(ds, I2E(), tmp_path / "missing" / "x.h5", progress=False)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@RunIf(min_cuda_gpus=1)
 def test_gpu_conversion_writes_the_cpu_bytes(tmp_path):
     ds = Images(n=300, h=32, w=32)
     convert_dataset(ds, I2E(ratio=0.15), tmp_path / "cpu.h5", batch_size=64, device="cpu", progress=False)
@@ -238,9 +239,8 @@ def test_gpu_conversion_writes_the_cpu_bytes(tmp_path):
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-@pytest.mark.skipif(not FMNIST.is_dir(), reason="Fashion-MNIST idx files not installed")
+@RunIf(fashion_mnist=True)
 def test_cli_converts_a_config_split(tmp_path, capsys):
-    pytest.importorskip("i2e_lightning.data.config")
     cfg = tmp_path / "fm.yaml"
     cfg.write_text("data:\n  class_path: i2e_lightning.data.FashionMNISTDataModule\n  init_args:\n    batch_size: 8\n")
     out = tmp_path / "fm_test.h5"
@@ -279,9 +279,8 @@ def test_overrides_and_auto_batch():
     assert auto_batch_size((8, 2, 224, 224)) == 334
 
 
-@pytest.mark.skipif(not FMNIST.is_dir(), reason="Fashion-MNIST idx files not installed")
+@RunIf(fashion_mnist=True)
 def test_cli_unknown_override_is_named(tmp_path, capsys):
-    pytest.importorskip("i2e_lightning.data.config")
     cfg = tmp_path / "fm.yaml"
     cfg.write_text("data:\n  class_path: i2e_lightning.data.FashionMNISTDataModule\n")
     assert main(["--config", str(cfg), "--out", str(tmp_path / "o.h5"), "--set", "bogus=1"]) == 1

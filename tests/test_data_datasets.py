@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import pickle
 import struct
-import types
 import warnings
 from pathlib import Path
 
@@ -24,10 +23,7 @@ from i2e_lightning.data import (
     ImageFolderDataModule,
 )
 from i2e_lightning.data.cifar10dvs import integrate_frames, read_cifar10dvs_events
-
-
-def fake_trainer(training: bool, rank: int = 0) -> types.SimpleNamespace:
-    return types.SimpleNamespace(training=training, global_rank=rank)
+from tests.helpers.trainer import fake_trainer
 
 
 def spec_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -6,10 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
-from test_training_utils import TINY, make_idx_dir, run_cli, write_probe
+
+from tests.helpers.cli import TINY, run_cli
+from tests.helpers.datasets import make_idx_dir
+from tests.helpers.probe import write_probe
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     data = make_idx_dir(tmp_path / "data", n_train=160, n_test=48)
     probe_dir = write_probe(tmp_path / "probe")

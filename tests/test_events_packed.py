@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from i2e_lightning.events import pack_events, packed_size, unpack_events, unpack_events_np
+from tests.helpers.run_if import RunIf
 
 SHAPES = [(1, 2, 1, 1), (1, 2, 1, 3), (2, 2, 3, 5), (3, 2, 7, 2), (5, 2, 4, 4), (8, 2, 5, 7), (8, 2, 32, 32)]
 
@@ -84,8 +85,7 @@ def test_unpack_moves_to_device_argument():
     np.testing.assert_array_equal(out.numpy(), ev)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@RunIf(min_cuda_gpus=1)
 @pytest.mark.parametrize("shape", [(8, 2, 5, 7), (8, 2, 32, 32), (8, 2, 128, 128)])
 def test_gpu_unpack_and_pack_batches(shape):
     ev = random_events(shape, n=33)

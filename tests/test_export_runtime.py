@@ -17,6 +17,7 @@ from i2e_lightning.converter import I2E
 from i2e_lightning.onnx import export_converter
 from i2e_lightning.onnx import runtime as pkg_runtime
 from i2e_lightning.onnx.runtime import CPU, CUDA, I2ERuntime, choose_providers
+from tests.helpers.run_if import RunIf
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,6 +47,7 @@ def test_export_copy_is_the_package_runtime():
     assert lazy is I2ERuntime
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime_file", [EXPORT_COPY, PACKAGE_RUNTIME], ids=["export-copy", "package-file"])
 def test_runs_without_torch_in_a_subprocess(models, runtime_file, tmp_path):
     # the file alone, as deployed: copied into an empty folder, torch and i2e_lightning blocked
@@ -242,6 +244,7 @@ def _resized(tmp_path, a):
     return [p]
 
 
+@pytest.mark.slow
 def test_example_script(models, tmp_path):
     from PIL import Image
 
@@ -258,10 +261,8 @@ def test_example_script(models, tmp_path):
     assert res.returncode == 2 and "export-onnx" in res.stderr
 
 
-@pytest.mark.gpu
+@RunIf(min_cuda_gpus=1, onnxruntime_cuda=True)
 def test_cuda_provider_events_equal_cpu_reference(models):
-    if CUDA not in REAL_GET_PROVIDERS() or not torch.cuda.is_available():
-        pytest.skip("needs onnxruntime-gpu and a CUDA device")
     for which in ("float", "uint8"):
         rt = I2ERuntime(models[which])
         assert rt.uses_gpu, rt.providers
@@ -273,6 +274,3 @@ def test_cuda_provider_events_equal_cpu_reference(models):
             ref = I2E(0.1, 2, 5, dtype=torch.uint8, layout="BTCHW").eval()(x).numpy()
             got = rt.run(x.numpy())
         assert np.array_equal(got, ref)
-
-
-REAL_GET_PROVIDERS = ort.get_available_providers

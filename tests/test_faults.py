@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_training_utils import TINY, cli_env, make_idx_dir, run_cli, write_probe
+
+from tests.helpers.cli import TINY, cli_env, run_cli
+from tests.helpers.datasets import make_idx_dir
+from tests.helpers.probe import write_probe
 
 
 def _read(path: Path) -> dict:
@@ -69,6 +72,7 @@ def test_kill_9_mid_epoch_then_resume_last(tmp_path: Path) -> None:
     assert "Restoring states from the checkpoint" in done.stderr + done.stdout
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_cli_message(tmp_path: Path) -> None:
     bad = tmp_path / "half.ckpt"
     src = tmp_path / "full.ckpt"
@@ -84,6 +88,7 @@ def test_truncated_checkpoint_cli_message(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_missing_dataset_and_bad_key_cli_messages(tmp_path: Path) -> None:
     proc = run_cli(["fit", "--config", str(TINY), "--data.init_args.data_dir", str(tmp_path / "nothing")], cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

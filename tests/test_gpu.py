@@ -11,11 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from i2e_lightning.converter import DIRECTION_PAIRS, I2E, ORDER_PRESETS
+from tests.helpers.run_if import RunIf
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-]
+pytestmark = RunIf(min_cuda_gpus=1)
 
 
 def pair_map(images: torch.Tensor, a: int, b: int, ratio: float) -> torch.Tensor:

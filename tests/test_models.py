@@ -18,6 +18,7 @@ from i2e_lightning.models import (
     set_spike_recording,
     spike_rates,
 )
+from tests.helpers.run_if import RunIf
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -204,8 +205,7 @@ def test_bf16_autocast(name):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@RunIf(min_cuda_gpus=1)
 @pytest.mark.parametrize("name", list_models())
 def test_cuda_matches_cpu(name):
     m = _build(name, num_classes=4).eval()

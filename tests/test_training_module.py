@@ -8,12 +8,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from test_training_utils import make_idx_dir
 
 from i2e_lightning import models
 from i2e_lightning.data import FashionMNISTDataModule
 from i2e_lightning.training import SpikingClassifier, load_classifier, load_init_weights, read_checkpoint
 from i2e_lightning.training.module import _CosineWithWarmup
+from tests.helpers.datasets import make_idx_dir
 
 SMALL = {"channels": [4, 8]}
 

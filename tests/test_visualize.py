@@ -12,6 +12,7 @@ from PIL import Image
 from i2e_lightning.converter import I2E
 from i2e_lightning.events import EventFileMeta, EventH5Writer, pack_events
 from i2e_lightning.events.visualize import OFF_COLOR, ON_COLOR, event_panel, main, render_gif_frames, render_strip
+from tests.helpers.run_if import RunIf
 
 
 def make_image(path: Path, h: int, w: int, seed: int = 0) -> Path:
@@ -122,9 +123,8 @@ def test_unwritable_output_says_why(tmp_path, capsys, monkeypatch):
     assert "Permission denied" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="Fashion-MNIST not installed")
+@RunIf(fashion_mnist=True)
 def test_config_samples(tmp_path, capsys):
-    pytest.importorskip("i2e_lightning.data.config")
     cfg = tmp_path / "fm.yaml"
     cfg.write_text("data:\n  class_path: i2e_lightning.data.FashionMNISTDataModule\n")
     out = tmp_path / "fm.gif"
