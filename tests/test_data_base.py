@@ -149,6 +149,22 @@ def test_random_ops_are_per_sample_and_seeded() -> None:
     assert len({c.numpy().tobytes() for c in rrc}) > 10
 
 
+@pytest.mark.parametrize("shape", [(5, 1, 5, 7), (9, 3, 17, 9), (1, 2, 1, 1)])
+@pytest.mark.parametrize("mode", ["constant", "replicate"])
+def test_pad_random_crop_windows_and_flips_on_odd_shapes(shape: tuple[int, ...], mode: str) -> None:
+    x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    h, w = shape[-2:]
+    crops = pad_random_crop(x, 2, torch.Generator().manual_seed(0), mode=mode)
+    offsets = torch.randint(0, 5, (2, shape[0]), generator=torch.Generator().manual_seed(0))  # the same draws
+    padded = F.pad(x.float(), (2, 2, 2, 2), mode=mode).to(torch.uint8)
+    for b in range(shape[0]):
+        i, j = int(offsets[0, b]), int(offsets[1, b])
+        assert torch.equal(crops[b], padded[b, :, i : i + h, j : j + w])
+    flipped = random_hflip(x, torch.Generator().manual_seed(0))
+    mask = torch.rand(shape[0], generator=torch.Generator().manual_seed(0)) < 0.5
+    assert torch.equal(flipped, torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x))
+
+
 def test_random_resized_crop_full_box_is_identity_resize() -> None:
     x = torch.randint(0, 256, (2, 3, 20, 20), dtype=torch.uint8)
     out = random_resized_crop(x, (20, 20), torch.Generator().manual_seed(0), scale=(1.0, 1.0), ratio=(1.0, 1.0))

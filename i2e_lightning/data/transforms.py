@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import kornia
+import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -76,35 +77,72 @@ def center_crop(x: Tensor, size: int | tuple[int, int] | list[int]) -> Tensor:
     return x[..., top : top + th, left : left + tw]
 
 
+# kornia applies the flips and crops; the random parameters are drawn here, from the caller's generator, and
+# handed to kornia as ``params``: kornia's own samplers use the global RNG, which ``seed_everything`` makes equal
+# on every DDP rank and which no checkpoint holds (exact resume needs the DataModule's generators).
+_HFLIP = K.RandomHorizontalFlip(p=0.5)  # p is unused with given params (p=1.0 would flip all)
+
+
+def _as_float(x: Tensor) -> Tensor:
+    return x.float()  # kornia's augmentations take float images; uint8 values are exact in float32
+
+
+def _to_uint8(x: Tensor) -> Tensor:
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _corners(left: Tensor, top: Tensor, width: Tensor, height: Tensor) -> Tensor:
+    """Boxes ``[B, 4, 2]`` (x, y) clockwise from the top-left, inclusive pixel corners, as kornia wants."""
+    x0, y0 = left.float(), top.float()
+    x1, y1 = (left + width - 1).float(), (top + height - 1).float()
+    return torch.stack(
+        [torch.stack([x0, y0], -1), torch.stack([x1, y0], -1), torch.stack([x1, y1], -1), torch.stack([x0, y1], -1)],
+        dim=1,
+    )
+
+
+def _crop_params(src: Tensor, in_hw: tuple[int, int], out_hw: tuple[int, int], device: torch.device) -> dict:
+    b = src.shape[0]
+    full = torch.ones(b, dtype=torch.long)
+    dst = _corners(full * 0, full * 0, full * out_hw[1], full * out_hw[0])
+    return {
+        "src": src.to(device),
+        "dst": dst.to(device),
+        "input_size": torch.tensor([in_hw] * b, device=device),
+        "output_size": torch.tensor([out_hw] * b, device=device),
+        "batch_prob": torch.ones(b, dtype=torch.bool, device=device),
+        "forward_input_shape": torch.tensor((b, 0, *in_hw), device=device),
+    }
+
+
 def random_hflip(x: Tensor, generator: torch.Generator | None, p: float = 0.5) -> Tensor:
     """Flip each sample horizontally with probability ``p`` (own draw per sample)."""
     _check_uint8(x)
     if x.dim() == 3 or x.shape[0] == 0 or p <= 0:
         return x
     flip = (torch.rand(x.shape[0], generator=generator) < p).to(x.device)
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    params = {"batch_prob": flip, "forward_input_shape": torch.tensor(x.shape, device=x.device)}
+    return _to_uint8(_HFLIP(_as_float(x), params=params))
 
 
 def pad_random_crop(x: Tensor, padding: int, generator: torch.Generator | None, mode: str = "replicate") -> Tensor:
     """Pad every side by ``padding`` and crop back to the input size at a random offset per sample.
 
-    ``mode="replicate"`` is the edge padding of the paper's CIFAR Baseline-II. Exact integer indexing,
-    so the kept pixels are bit-identical to the input.
+    ``mode="replicate"`` is the edge padding of the paper's CIFAR Baseline-II, ``"constant"`` pads with 0.
+    kornia crops by slicing, so the kept pixels are bit-identical to the input.
     """
     _check_uint8(x)
     if padding <= 0 or x.shape[0] == 0:
         return x
-    b, c, h, w = x.shape
-    if mode == "constant":
-        padded = F.pad(x, (padding,) * 4, mode="constant", value=0)
-    else:  # replicate/reflect padding is not implemented for uint8 on every backend: pad in float
-        padded = F.pad(x.float(), (padding,) * 4, mode=mode).to(torch.uint8)
-    offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator).to(x.device)
-    rows = offsets[0].view(b, 1) + torch.arange(h, device=x.device)  # [B, H]
-    cols = offsets[1].view(b, 1) + torch.arange(w, device=x.device)  # [B, W]
-    bi = torch.arange(b, device=x.device).view(b, 1, 1)
-    out = padded.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # [B, H, W, C]
-    return out.permute(0, 3, 1, 2).contiguous()
+    b, _, h, w = x.shape
+    offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator)  # rows, cols
+    size = torch.full((b,), 1, dtype=torch.long)
+    params = _crop_params(
+        _corners(offsets[1], offsets[0], size * w, size * h), (h + 2 * padding, w + 2 * padding), (h, w), x.device
+    )
+    params["padding_size"] = torch.tensor([[padding] * 4] * b, device=x.device)
+    crop = K.RandomCrop((h, w), padding=padding, padding_mode=mode, fill=0, cropping_mode="slice")
+    return _to_uint8(crop(_as_float(x), params=params))
 
 
 def random_resized_crop(
@@ -117,7 +155,7 @@ def random_resized_crop(
     """torchvision-style RandomResizedCrop with an own box per sample, resized bilinearly to ``size``.
 
     Box sampling follows torchvision (10 tries of area/log-ratio draws, then a centre crop of the
-    clamped ratio); the crop+resize of the whole batch is one ``kornia.geometry.crop_and_resize``.
+    clamped ratio), vectorised over the batch; one ``kornia.geometry.transform.crop_and_resize`` crops and resizes.
     """
     _check_uint8(x)
     out_h, out_w = _to_size(size)
@@ -147,11 +185,6 @@ def random_resized_crop(
     u = torch.rand(2, b, generator=generator, dtype=torch.float64)
     top = torch.where(first >= 0, (u[0] * (h - bh + 1).double()).long(), (h - bh) // 2)
     left = torch.where(first >= 0, (u[1] * (w - bw + 1).double()).long(), (w - bw) // 2)
-    x0, y0 = left.float(), top.float()
-    x1, y1 = (left + bw - 1).float(), (top + bh - 1).float()
-    boxes = torch.stack(
-        [torch.stack([x0, y0], -1), torch.stack([x1, y0], -1), torch.stack([x1, y1], -1), torch.stack([x0, y1], -1)],
-        dim=1,
-    ).to(x.device)  # [B, 4, 2] clockwise from top-left, as kornia wants
-    out = kornia.geometry.transform.crop_and_resize(x.float(), boxes, (out_h, out_w), mode="bilinear")
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+    boxes = _corners(left, top, bw, bh).to(x.device)
+    out = kornia.geometry.transform.crop_and_resize(_as_float(x), boxes, (out_h, out_w), mode="bilinear")
+    return _to_uint8(out)
