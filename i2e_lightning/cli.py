@@ -71,8 +71,9 @@ def _make_cli_class() -> type:
     from lightning.pytorch.loggers import CSVLogger
     from lightning.pytorch.plugins.io import CheckpointIO
 
+    from .models.checkpoint import read_checkpoint, safe_globals_context
     from .training.callbacks import PredictionWriter
-    from .training.checkpoint import AtomicCheckpointIO, read_checkpoint
+    from .training.checkpoint import AtomicCheckpointIO
 
     class ShortUsageParser(LightningArgumentParser):
         """On a bad option print one usage line, not the 60-line option list, before the error."""
@@ -146,8 +147,11 @@ def _make_cli_class() -> type:
                     )
                 cfg.ckpt_path = str(best[-1])
             if cfg.get("ckpt_path") not in (None, "best", "last", "hpc", "registry"):
-                read_checkpoint(cfg.ckpt_path)
-            super()._parse_ckpt_path()
+                read_checkpoint(cfg.ckpt_path)  # weights_only=True: a crafted file is refused, naming it
+            if cfg.get("weights_only") is None and "weights_only" in cfg:
+                cfg.weights_only = True  # Lightning's own load of the file, too
+            with safe_globals_context():
+                super()._parse_ckpt_path()
 
         # -- trainer ------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ All models take events ``[T, B, C, H, W]`` (float, time first) and return logits
 averaged over T; neuron states start from zero on every forward.
 """
 
+from .checkpoint import describe_state_diff, network_state, read_checkpoint
 from .cnn import SpikingCNN, spiking_cnn
 from .ms_resnet import MSBasicBlock, MSResNet, ms_resnet18, ms_resnet34
 from .neurons import ATan, ATanSpike, MultiStepLeaky
@@ -19,12 +20,15 @@ __all__ = [
     "MultiStepLeaky",
     "SpikingCNN",
     "create_model",
+    "describe_state_diff",
     "lif_layers",
     "list_models",
     "load_official",
     "ms_resnet18",
     "ms_resnet34",
+    "network_state",
     "official_state_dict",
+    "read_checkpoint",
     "register_model",
     "replace_head",
     "save_official",

@@ -9,14 +9,13 @@ kept from the freshly built model.
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .checkpoint import network_state, read_checkpoint, state_diff
 from .ms_resnet import MSResNet, ms_resnet18, ms_resnet34
 from .neurons import MultiStepLeaky
 from .utils import replace_head as _replace_head
@@ -24,58 +23,22 @@ from .utils import replace_head as _replace_head
 __all__ = ["OFFICIAL_ARCHS", "load_official", "official_state_dict", "save_official", "to_official_state_dict"]
 
 OFFICIAL_ARCHS = {"ms_resnet18": ms_resnet18, "ms_resnet34": ms_resnet34}
-_IGNORED_PREFIXES = ("i2e.",)
-_STRIP_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile wrappers
 _MAX_NAMES = 12
-
-
-def _read(path: str | os.PathLike, weights_only: bool) -> Mapping:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"official checkpoint not found: {p} (download it from the I2E model zoo)")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=weights_only)
-    except pickle.UnpicklingError as e:
-        if weights_only:
-            raise ValueError(
-                f"{p}: holds objects beyond tensors and plain containers ({e}); if you trust the file, "
-                "load it with weights_only=False"
-            ) from None
-        raise ValueError(f"{p}: not a readable torch checkpoint ({e})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise ValueError(f"{p}: not a readable torch checkpoint (truncated or corrupt?): {e}") from None
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{p}: expected a dict of weights, got {type(obj).__name__}")
-    return obj
 
 
 def official_state_dict(
     path_or_dict: str | os.PathLike | Mapping, weights_only: bool = True
 ) -> dict[str, torch.Tensor]:
-    """The weights of an official checkpoint with wrapper prefixes stripped and ``i2e.*`` dropped."""
-    src = _read(path_or_dict, weights_only) if isinstance(path_or_dict, (str, os.PathLike)) else path_or_dict
-    if not isinstance(src, Mapping):
-        raise ValueError(f"expected a path or a dict of weights, got {type(src).__name__}")
-    sd = src.get("state_dict", src)
-    if not isinstance(sd, Mapping):
-        raise ValueError(f"checkpoint 'state_dict' is a {type(sd).__name__}, expected a dict of tensors")
-    out: dict[str, torch.Tensor] = {}
-    for key, value in sd.items():
-        k = str(key)
-        stripped = True
-        while stripped:
-            stripped = False
-            for pre in _STRIP_PREFIXES:
-                if k.startswith(pre):
-                    k, stripped = k[len(pre) :], True
-        if k.startswith(_IGNORED_PREFIXES):
-            continue
-        if not isinstance(value, torch.Tensor):
-            raise ValueError(f"checkpoint entry {key!r} is a {type(value).__name__}, expected a tensor")
-        out[k] = value
-    if not out:
-        raise ValueError("checkpoint holds no weights (empty state_dict after dropping 'i2e.*')")
-    return out
+    """The weights of an official checkpoint with wrapper prefixes stripped and ``i2e.*`` dropped.
+
+    A path is read by :func:`i2e_lightning.models.checkpoint.read_checkpoint` (``weights_only=True``
+    unless ``weights_only=False`` is passed for a trusted file).
+    """
+    if isinstance(path_or_dict, (str, os.PathLike)):
+        return network_state(read_checkpoint(path_or_dict, trusted=not weights_only), "official", str(path_or_dict))
+    if not isinstance(path_or_dict, Mapping):
+        raise ValueError(f"expected a path or a dict of weights, got {type(path_or_dict).__name__}")
+    return network_state(path_or_dict, "official", "official checkpoint")
 
 
 def _neuron_buffer_names(model: nn.Module) -> set[str]:
@@ -145,13 +108,8 @@ def load_official(
     own = model.state_dict()
     neuron_keys = _neuron_buffer_names(model)
     expected = {k for k in own if k not in neuron_keys}
-    missing = sorted(k for k in expected - sd.keys() if not k.endswith("num_batches_tracked"))
-    unexpected = sorted(sd.keys() - expected)
-    mismatched = sorted(
-        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in expected & sd.keys()
-        if sd[k].shape != own[k].shape
-    )
+    missing, unexpected, mismatched = state_diff(own, sd, ignore=neuron_keys)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected or mismatched:
         parts = []
         if missing:

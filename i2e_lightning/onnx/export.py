@@ -205,17 +205,11 @@ def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     ``ratio``/``order``/``timesteps``/``resolution`` when the checkpoint saved the datamodule's.
     """
     from .. import models
+    from ..models.checkpoint import checkpoint_kind, describe_state_diff, network_state, read_checkpoint
 
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint {p} does not exist: check the --ckpt path")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)  # our checkpoints hold hyper-parameters
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same for the user
-        raise ValueError(
-            f"checkpoint {p} could not be read ({type(exc).__name__}: {exc}): is it a .ckpt file?"
-        ) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+    ckpt = read_checkpoint(p)  # weights_only=True: a user-named file never runs code
+    if checkpoint_kind(ckpt) != "lightning" or "hyper_parameters" not in ckpt:
         raise ValueError(
             f"{p} is not a SpikingClassifier Lightning checkpoint (no state_dict/hyper_parameters): "
             "for a plain model use i2e_lightning.onnx.export_classifier(model, converter, path)"
@@ -227,14 +221,11 @@ def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     kwargs = dict(hp.get("model_kwargs") or {})
     kwargs.pop("in_channels", None)
     net = models.create_model(arch, num_classes=int(num_classes), in_channels=int(hp.get("in_channels") or 2), **kwargs)
-    state = {
-        k[len("net.") :].replace("_orig_mod.", ""): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
-    }
-    if not state:
-        raise ValueError(f"checkpoint {p} holds no network weights (no 'net.' keys in its state_dict)")
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"checkpoint {p} does not fit {arch}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    state = network_state(ckpt, "lightning", f"checkpoint {p}")
+    problem = describe_state_diff(net.state_dict(), state)
+    if problem:
+        raise ValueError(f"checkpoint {p} does not fit {arch} as its hyper-parameters describe it: {problem}")
+    net.load_state_dict(state, strict=True)
     dm = ckpt.get("datamodule_hyper_parameters") or {}
     settings = {k: dm[k] for k in ("ratio", "order", "timesteps", "resolution") if dm.get(k) is not None}
     settings["arch"] = arch

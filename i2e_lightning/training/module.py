@@ -307,9 +307,10 @@ class _CosineWithWarmup:
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> SpikingClassifier:
     """A trained ``SpikingClassifier`` from one of our checkpoints (clear error on a bad file)."""
-    from .checkpoint import read_checkpoint
+    from ..models.checkpoint import read_checkpoint, safe_globals_context
 
-    read_checkpoint(path)  # names the file when it is missing, truncated or not a checkpoint
-    model = SpikingClassifier.load_from_checkpoint(str(path), map_location=map_location)
+    read_checkpoint(path)  # weights_only; names the file when it is missing, truncated, unsafe or not a checkpoint
+    with safe_globals_context():
+        model = SpikingClassifier.load_from_checkpoint(str(path), map_location=map_location, weights_only=True)
     model.eval()
     return model
