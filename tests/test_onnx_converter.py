@@ -233,3 +233,20 @@ def test_cli_takes_settings_from_a_training_config(tmp_path):
     )
     assert export_main(["--config", str(cfg), "--out", str(out), "--ratio", "0.3"]) == 0
     assert {p.key: p.value for p in onnx.load(str(out)).metadata_props}["i2e.ratio"] == "0.3"
+
+
+@pytest.mark.parametrize("chunk_pixels", [1, 60, 130, 10_000])
+@pytest.mark.parametrize("batch", [0, 1, 6, 7])
+def test_chunked_scan_any_batch(monkeypatch, chunk_pixels, batch):
+    """The graph converts the batch in chunks (the largest divisor that fits): every split is exact."""
+    from i2e_lightning.onnx import graph
+
+    monkeypatch.setattr(graph, "CHUNK_PIXELS", chunk_pixels)
+    for input_dtype in ("float32", "uint8"):
+        model = build_converter_model(0.1, 4, 8, input_dtype=input_dtype)
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        x = images((batch, 3, 5, 6), input_dtype, seed=batch)
+        got = sess.run(None, {"images": x.numpy()})[0]
+        ref = I2E(0.1, 4, 8).eval()(x).numpy()
+        assert got.shape == ref.shape
+        assert np.array_equal(got, ref)
