@@ -149,9 +149,7 @@ def _add_events(g: _Graph, v: str, vpad: str, th: str, directions: Sequence[int]
     none = empty.op("ConstantOfShape", [none_shape], "none", value=helper.make_tensor("f", TensorProto.BOOL, [1], [0]))
 
     def branch(sub: _Graph, result: str) -> onnx.GraphProto:
-        info = helper.make_tensor_value_info(
-            result, TensorProto.BOOL, ["chunks", "chunk", 2 * steps, "h", "w"]
-        )
+        info = helper.make_tensor_value_info(result, TensorProto.BOOL, ["chunks", "chunk", 2 * steps, "h", "w"])
         return helper.make_graph(sub.nodes, sub.name("branch"), [], [info], initializer=sub.inits)
 
     some = g.op("Greater", [g.op("Squeeze", [batch], "batch_s"), g.const("zero_s", np.array(0, i64))], "some")
