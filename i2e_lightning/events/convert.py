@@ -388,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run the same command again to resume"
         )
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, ImportError) as exc:
+    except (ValueError, OSError, ImportError) as exc:  # OSError: also a full disk while writing
         console.print(f"[red]error:[/red] {exc}")
         return 1
     print_summary(result, out)

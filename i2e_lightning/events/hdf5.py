@@ -12,10 +12,18 @@ Layout (fixed, see docs/events.md):
 Writes are append-only and in dataset order: after every appended batch the rows are written,
 ``num_written`` is updated and the file is flushed, so a killed writer leaves a readable file whose
 first ``num_written`` rows are valid; :class:`EventH5Writer` resumes there.
+
+Two writers never share a file: a writer holds an exclusive lock on ``<file>.lock`` from before it
+touches the file until it closes it (``overwrite`` included, which replaces the file by a new one
+instead of truncating it under a reader). Before each batch the writer reserves the disk space the
+batch needs (``posix_fallocate``), so a full disk or a file-size limit stops it *before* HDF5 writes
+anything: the file stays readable and the same command resumes it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import os
 from collections.abc import Sequence
@@ -93,6 +101,96 @@ def read_meta(f: h5py.File, path: str | Path = "") -> EventFileMeta:
     )
 
 
+try:  # POSIX advisory locks; elsewhere two writers are not detected (HDF5's own lock still applies)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+_SPACE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file-size limit (ulimit -f) is reached"}
+if hasattr(errno, "EDQUOT"):
+    _SPACE_ERRNOS[errno.EDQUOT] = "the disk quota is exceeded"
+
+
+class EventFileWriteError(OSError):
+    """Writing rows failed for a reason outside the program (full disk, size limit, read-only); the
+    rows written before stay valid and the same command resumes. ``errno`` is the system's."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def write_error_cause(exc: OSError) -> str:
+    """What an ``OSError`` raised while writing means for the user: full disk, size limit, read-only, ..."""
+    if exc.errno in _SPACE_ERRNOS:
+        return _SPACE_ERRNOS[exc.errno]
+    if exc.errno == errno.EROFS:
+        return "the file system became read-only"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "write permission was withdrawn"
+    return exc.strerror or str(exc)
+
+
+def _hdf5_open_error(path: Path, exc: OSError) -> ValueError:
+    """Name the real cause of an ``h5py.File`` failure (not every message holding "lock" is a lock)."""
+    text = str(exc)
+    if "unable to lock file" in text:
+        return ValueError(
+            f"{path} is open in another process (HDF5 file lock: {text.split('errno')[0].strip(' ,(')}): "
+            "wait for that process to end"
+        )
+    if "truncated file" in text:
+        return ValueError(
+            f"{path} is damaged: it is shorter than its HDF5 header says (a write was cut off, e.g. the disk "
+            "filled up under an older version); its rows cannot be recovered: pass --overwrite to convert again"
+        )
+    if "file signature not found" in text:
+        return ValueError(f"{path} is not an HDF5 file: pass --overwrite to replace it, or choose another --out")
+    return ValueError(f"{path} exists but cannot be opened as HDF5 ({text}): pass --overwrite to replace it")
+
+
+class _WriterLock:
+    """An exclusive lock on ``<path>.lock``, taken before the data file is touched (never blocks)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.with_name(path.name + ".lock")
+        self.fd: int | None = None
+        if fcntl is None:  # pragma: no cover - Windows
+            return
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise PermissionError(f"cannot write {path}: cannot create its lock file {self.path} ({exc})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                os.close(fd)
+                raise ValueError(
+                    f"{path} is being written by another convert (process {holder or '?'} holds {self.path}): "
+                    "wait for it to end, or choose another --out"
+                ) from None
+            # the previous holder may have removed the lock file between our open and flock: retry then
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
+                self.fd = fd
+                return
+            os.close(fd)
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):  # e.g. the folder became read-only: an unlocked lock file is harmless
+            os.unlink(self.path)
+        os.close(self.fd)
+        self.fd = None
+
+
 def _num_written(f: h5py.File) -> int:
     # files written by other tools may lack the attribute: then every row counts
     n = int(f.attrs.get("num_written", f["events"].shape[0]))
@@ -132,10 +230,20 @@ class EventH5Writer:
         if not os.access(parent, os.W_OK):
             raise PermissionError(f"cannot write {self.path}: no write permission on the folder {parent}")
         self.resumed = False
-        if self.path.exists() and not overwrite:
-            self._file = self._open_existing()
-        else:
-            self._file = self._create(compression)
+        self._lock = _WriterLock(self.path)  # before the file is opened, created or replaced
+        self._space_fd: int | None = None
+        try:
+            if self.path.exists() and not overwrite:
+                self._file = self._open_existing()
+            else:
+                if self.path.exists():
+                    self._check_not_open_elsewhere()
+                    # a new file instead of a truncated one: a process still reading the old one keeps it
+                    self.path.unlink()
+                self._file = self._create(compression)
+        except BaseException:
+            self._lock.release()
+            raise
         self._events = self._file["events"]
         self._labels = self._file["labels"]
         self.num_written = _num_written(self._file)
@@ -145,17 +253,20 @@ class EventH5Writer:
             self._labels.resize(self.num_written, axis=0)
             self._file.flush()
 
+    def _check_not_open_elsewhere(self) -> None:
+        try:
+            with h5py.File(self.path, "r+"):
+                pass
+        except OSError as exc:
+            if "unable to lock file" in str(exc):
+                raise _hdf5_open_error(self.path, exc) from None
+            # anything else (damaged, not HDF5) is what --overwrite replaces
+
     def _open_existing(self) -> h5py.File:
         try:
             f = h5py.File(self.path, "r+")
         except OSError as exc:
-            if "lock" in str(exc).lower():
-                raise ValueError(
-                    f"{self.path} is open in another process (HDF5 file lock): wait for that conversion to end"
-                ) from None
-            raise ValueError(
-                f"{self.path} exists but cannot be opened as HDF5 ({exc}): pass --overwrite to replace it"
-            ) from None
+            raise _hdf5_open_error(self.path, exc) from None
         try:
             old = read_meta(f, self.path)
             if f["events"].dtype != np.uint8 or f["events"].shape[1:] != (self.meta.row_bytes,):
@@ -186,7 +297,7 @@ class EventH5Writer:
     def _create(self, compression: str | None) -> h5py.File:
         meta = self.meta
         try:
-            f = h5py.File(self.path, "w")
+            f = h5py.File(self.path, "x")  # never truncates: the old file, if any, was removed under our lock
         except OSError as exc:
             raise PermissionError(f"cannot create {self.path}: {exc}") from None
         row = meta.row_bytes
@@ -236,6 +347,7 @@ class EventH5Writer:
             raise ValueError(f"appending {n} rows to {n0} exceeds the announced {self.meta.num_samples} samples")
         if n == 0:
             return n0
+        self._reserve(n)
         # data first, counter last: a kill in between leaves extra rows that num_written does not count
         self._events.resize(n0 + n, axis=0)
         self._events[n0:] = packed
@@ -245,6 +357,30 @@ class EventH5Writer:
         self._file.flush()
         self.num_written = n0 + n
         return self.num_written
+
+    def _reserve(self, rows: int) -> None:
+        """Allocate the disk space of ``rows`` more rows (with HDF5's chunk and metadata overhead) up front.
+
+        A full disk or a file-size limit then fails here, before HDF5 writes anything, instead of
+        cutting an HDF5 write in half (which leaves a file no one can open).
+        """
+        if not hasattr(os, "posix_fallocate"):  # pragma: no cover - macOS / Windows
+            return
+        chunk_rows, row = self._events.chunks
+        chunk_bytes = chunk_rows * row
+        need = (rows // chunk_rows + 2) * chunk_bytes + (rows // 1024 + 2) * 8 * 1024 + (256 << 10)
+        try:
+            if self._space_fd is None:
+                self._space_fd = os.open(self.path, os.O_WRONLY)
+            os.posix_fallocate(self._space_fd, 0, self._file.id.get_filesize() + need)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):  # no fallocate here: write and see
+                return
+            raise EventFileWriteError(
+                exc.errno,
+                f"cannot write more rows to {self.path}: {write_error_cause(exc)}; its {self.num_written} rows "
+                "so far are saved: make room and run the same command again to resume",
+            ) from None
 
     def finish(self) -> None:
         """Mark the file complete (after all rows); checks the announced sample count."""
@@ -256,7 +392,19 @@ class EventH5Writer:
 
     def close(self) -> None:
         if self._file.id.valid:
+            try:
+                used = self._file.id.get_filesize()  # HDF5's end of allocated space, without the reserve
+            except Exception:  # noqa: BLE001 - the size is cosmetic
+                used = 0
             self._file.close()
+            if used and self._space_fd is not None:
+                with contextlib.suppress(OSError):
+                    if os.fstat(self._space_fd).st_size > used:
+                        os.ftruncate(self._space_fd, used)  # give back the unused reservation
+        if self._space_fd is not None:
+            os.close(self._space_fd)
+            self._space_fd = None
+        self._lock.release()
 
     def __enter__(self) -> EventH5Writer:
         return self
