@@ -6,6 +6,7 @@ kernel with -1 at ``from`` and +1 at ``to``.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 # Equivalent (from, to) pairs per direction; the first one is canonical.
@@ -41,6 +42,8 @@ def resolve_order(order: int | Sequence[int]) -> tuple[int, ...]:
     """Turn a preset number (0-5) or a list of 8 direction indices into a tuple."""
     if isinstance(order, bool):
         raise ValueError(f"order must be a preset number 0-5 or a permutation of 0-7, got {order!r}")
+    if not isinstance(order, (str, bytes)) and hasattr(order, "__index__") and getattr(order, "ndim", 0) == 0:
+        order = operator.index(order)  # numpy / 0-d tensor integers are preset numbers too
     if isinstance(order, int):
         if not 0 <= order < len(ORDER_PRESETS):
             raise ValueError(

@@ -10,6 +10,8 @@ slicing gives the same bits without the convolution and its temporaries.
 from __future__ import annotations
 
 import math
+import numbers
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +23,7 @@ from .directions import DEFAULT_ORDER, DIRECTION_PAIRS, cell_offset, resolve_ord
 
 LAYOUTS = ("TBCHW", "BTCHW")
 _CPU_CHUNK_ELEMENTS = 1 << 19  # dV of one CPU chunk: 2 MB of float32, about one core's L2
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 _U8_TO_UNIT = torch.arange(256, dtype=torch.float32) / 255  # computed on the CPU: true division
 _DTYPE_NAMES = {
     "bool": torch.bool,
@@ -33,14 +36,17 @@ _DTYPE_NAMES = {
 }
 
 
-def _storage_use_count(t: Tensor) -> int:
-    return torch._C._storage_Use_Count(t.untyped_storage()._cdata)
+def _storage_refs(t: Tensor) -> tuple[int, int]:
+    """(C++ references, Python references) of ``t``'s storage: a caller may hold either, a tensor
+    sharing it counts in the first, an ``untyped_storage()`` object it kept only in the second."""
+    storage = t.untyped_storage()
+    return torch._C._storage_Use_Count(storage._cdata), sys.getrefcount(storage)
 
 
 try:  # a private API: without it the cache stays off rather than guessing
-    _IDLE_USE_COUNT = _storage_use_count(torch.empty(1))
+    _IDLE_REFS: tuple[int, int] | None = _storage_refs(torch.empty(1))
 except (AttributeError, RuntimeError):  # pragma: no cover - depends on the torch build
-    _IDLE_USE_COUNT = None
+    _IDLE_REFS = None
 
 
 class OutputCache:
@@ -62,11 +68,11 @@ class OutputCache:
 
     def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
-        if _IDLE_USE_COUNT is None or nbytes < self.min_bytes:
+        if _IDLE_REFS is None or nbytes < self.min_bytes:
             return torch.empty(shape, dtype=dtype)
         with self._lock:  # the view below takes the buffer before another thread can
             for buf in self.buffers:
-                if buf.numel() == nbytes and _storage_use_count(buf) == _IDLE_USE_COUNT:
+                if buf.numel() == nbytes and _storage_refs(buf) == _IDLE_REFS:
                     return buf.view(dtype).view(shape)
             buf = torch.empty(nbytes, dtype=torch.uint8)
             self.buffers = [*self.buffers, buf][-self.max_buffers :]
@@ -134,9 +140,14 @@ class I2E(nn.Module):
         cache_outputs: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < float(ratio) < 1.0:
+        # numbers.Real / Integral: numpy scalars (np.float32(0.15), np.int64(8)) count as numbers
+        real = isinstance(ratio, numbers.Real) and not isinstance(ratio, bool)
+        if not real or not 0.0 < float(ratio) < 1.0:
             raise ValueError(f"ratio must be a number in (0, 1) (the paper uses 0.07-0.15), got {ratio!r}")
-        if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not 1 <= timesteps <= 8:
+        if isinstance(timesteps, bool) or not isinstance(timesteps, numbers.Integral):
+            raise ValueError(f"timesteps must be an integer from 1 to 8, got {timesteps!r}")
+        timesteps = int(timesteps)
+        if not 1 <= timesteps <= 8:
             raise ValueError(f"timesteps must be an integer from 1 to 8, got {timesteps!r}")
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -197,10 +208,16 @@ class I2E(nn.Module):
             raise ValueError(f"images must have a height and width of at least 1, got shape {tuple(images.shape)}")
         if x.dtype != torch.uint8 and not x.is_floating_point():
             raise ValueError(f"images must be float (any finite range) or uint8, got {x.dtype}: convert with .float()")
-        if self.validate and x.is_floating_point() and x.numel() > 0:
+        x = x.detach()  # thresholding has no gradient; out= writes refuse inputs that require one
+        if self.validate and x.is_floating_point() and x.numel() > 0 and x.device.type != "meta":
             lo, hi = torch.aminmax(x)
             if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
                 raise ValueError("images contain NaN or Inf values: clean or clamp the input before conversion")
+            if x.dtype == torch.float64 and max(-float(lo), float(hi)) > _FLOAT32_MAX:
+                raise ValueError(
+                    f"images hold float64 values up to {max(-float(lo), float(hi)):.3g}, beyond float32's range "
+                    f"({_FLOAT32_MAX:.3g}) in which events are computed: rescale them first, e.g. to [0, 1]"
+                )
         return x, single
 
     # -- pairs ----------------------------------------------------------------------------
@@ -236,7 +253,7 @@ class I2E(nn.Module):
                 f"out must have shape {(steps, b, 2, h, w)} on {x.device} (time first), "
                 f"got {tuple(out.shape)} on {out.device}"
             )
-        if b > 0:
+        if b > 0 and x.device.type != "meta":  # meta tensors: shapes and dtypes only (tracing, planning)
             self._convert_into(self._padded_intensity(x), out)
         if self.layout == "BTCHW":
             out = out.transpose(0, 1)
