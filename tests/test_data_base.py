@@ -25,7 +25,7 @@ from tests.helpers.trainer import fake_trainer
 
 
 def spec_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """I2E_SPEC §1 written out: bicubic with antialias on the float values, round, clamp, uint8."""
+    """docs/spec.md §1 written out: bicubic with antialias on the float values, round, clamp, uint8."""
     y = F.interpolate(x.float(), size=size, mode="bicubic", antialias=True, align_corners=False)
     return torch.clamp(torch.round(y), 0, 255).to(torch.uint8)
 

@@ -1,6 +1,6 @@
 """GPU checks (run by benchmarks/gpu_check.sh): the converter on CUDA equals CPU, train pairs, a training step.
 
-Skipped without CUDA. The reference maps are written here from I2E_SPEC §1 so that the tests do
+Skipped without CUDA. The reference maps are written here from docs/spec.md §1 so that the tests do
 not trust the converter's own code.
 """
 

@@ -52,7 +52,7 @@ def assert_parity(
 
 
 def spec_events(v: np.ndarray, ratio: float, directions) -> np.ndarray:
-    """Independent numpy reading of I2E_SPEC §1 (canonical pairs, float32) on V [B, H, W] -> [T, B, 2, H, W] bool."""
+    """Independent numpy reading of docs/spec.md §1 (canonical pairs, float32) on V [B, H, W] -> [T, B, 2, H, W] bool."""
     from i2e_lightning.converter import DIRECTION_PAIRS
 
     v = v.astype(np.float32)

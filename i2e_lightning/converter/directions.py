@@ -1,4 +1,4 @@
-"""Direction tables of I2E (I2E_SPEC §1.3-1.5).
+"""Direction tables of I2E (docs/spec.md §1.3-1.5).
 
 Cells of the 3x3 grid are numbered 1..9 row-major; a pair (from, to) is the
 kernel with -1 at ``from`` and +1 at ``to``.

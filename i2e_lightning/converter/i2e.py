@@ -1,4 +1,4 @@
-"""The I2E image-to-event converter (I2E_SPEC §1) as a ``torch.nn.Module``.
+"""The I2E image-to-event converter (docs/spec.md §1) as a ``torch.nn.Module``.
 
 Each timestep is the thresholded difference of two one-pixel-shifted copies of
 the replicate-padded intensity map. The official code does this with a conv2d

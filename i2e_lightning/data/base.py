@@ -75,7 +75,7 @@ class I2EDataModule(L.LightningDataModule):
         data_dir: where the dataset lives (each subclass has a default or a search list).
         batch_size: samples per batch (per DDP rank).
         num_workers: DataLoader worker processes (0 = load in the main process).
-        ratio: converter threshold ratio S_th0; ``None`` = the dataset's published ratio (I2E_SPEC §1).
+        ratio: converter threshold ratio S_th0; ``None`` = the dataset's published ratio (docs/spec.md §1).
         order: timestep order, preset 0-5 or a list of 8 direction indices (default 4, the paper's best).
         timesteps: keep the first ``timesteps`` (1-8) directions.
         per_sample_pairs: in training draw the random equivalent pair per sample (else per batch,

@@ -2,7 +2,7 @@
 
 Workers ship the native 32x32 uint8 images (16x less host->device traffic than 128x128); the device
 does the Baseline-II augmentation at 32x32 (edge-pad 4, random crop 32, flip) and then the bicubic
-resize to 128x128 of I2E_SPEC §1, which is also the whole eval preprocessing.
+resize to 128x128 of docs/spec.md §1, which is also the whole eval preprocessing.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class CIFAR10DataModule(_CIFAR):
     test_files = ("test_batch",)
     label_key = "labels"
     download_name = "cifar10"
-    __doc__ = "CIFAR-10 at 128x128, ratio 0.07 (I2E_SPEC §1)." + _CIFAR_ARGS_DOC.format(folder=folder)
+    __doc__ = "CIFAR-10 at 128x128, ratio 0.07 (docs/spec.md §1)." + _CIFAR_ARGS_DOC.format(folder=folder)
 
 
 class CIFAR100DataModule(_CIFAR):
@@ -150,4 +150,4 @@ class CIFAR100DataModule(_CIFAR):
     test_files = ("test",)
     label_key = "fine_labels"
     download_name = "cifar100"
-    __doc__ = "CIFAR-100 (fine labels) at 128x128, ratio 0.07 (I2E_SPEC §1)." + _CIFAR_ARGS_DOC.format(folder=folder)
+    __doc__ = "CIFAR-100, fine labels, 128x128, ratio 0.07 (docs/spec.md §1)." + _CIFAR_ARGS_DOC.format(folder=folder)

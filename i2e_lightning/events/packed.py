@@ -1,4 +1,4 @@
-"""Bit-packed event rows: ``np.packbits`` of bool ``[T, 2, H, W]`` in C order (I2E_SPEC §2).
+"""Bit-packed event rows: ``np.packbits`` of bool ``[T, 2, H, W]`` in C order (docs/spec.md §2).
 
 One sample becomes ``ceil(T*2*H*W / 8)`` bytes, most significant bit first (numpy's
 ``bitorder="big"``); the padding bits of the last byte are written as zeros and ignored
