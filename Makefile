@@ -9,27 +9,30 @@ FMNIST ?= /usr/share/datasets/fashion-mnist
 CONFIG ?= configs/fashion_mnist.yaml
 PYTEST_ARGS ?=
 
-.PHONY: help install data train test test-fast lint bench clean
+.PHONY: help install data train test test-fast wheel-smoke lint bench clean
 
 help:
 	@echo "make train     train the default (I2E Fashion-MNIST, CPU) and test it"
 	@echo "make test      run the test suite, slow tests included (what CI runs)"
 	@echo "make test-fast the test suite without the slow tests"
+	@echo "make wheel-smoke build the wheel, install it in a fresh venv, run it from outside the repository"
 	@echo "make lint      ruff"
 	@echo "make bench     the benchmarks of docs/BENCHMARKS.md"
 
-# CPU hosts get the CPU build of torch (here it lies on local disk); GPU hosts the normal CUDA wheels.
-# onnxruntime and onnxruntime-gpu must never be installed together: one extra or the other.
+# torch: .ci/install-torch picks the build. A host without a GPU never gets the multi-gigabyte CUDA build: the
+# CPU wheel pip finds (here one lies on local disk), else PyTorch's CPU index; a GPU host the normal wheels.
+# Override: make install TORCH_BUILD=cpu|cuda TORCH="torch==X.Y". onnxruntime and onnxruntime-gpu must never
+# be installed together: one extra or the other.
+HAS_GPU := $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU' && echo 1)
+TORCH_BUILD ?= $(if $(HAS_GPU),cuda,cpu)
+ONNX_EXTRA := $(if $(filter cuda,$(TORCH_BUILD)),onnx-gpu,onnx)
+export TORCH TORCH_BUILD
+
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-		echo "CUDA GPU found: installing the CUDA build of torch"; \
-		$(PIP) install --quiet "torch>=2.2" && $(PIP) install --quiet -e ".[onnx-gpu,dev]"; \
-	else \
-		echo "no CUDA GPU: installing the CPU build of torch"; \
-		$(PIP) install --quiet "torch==2.13.0" && $(PIP) install --quiet -e ".[onnx,dev]"; \
-	fi
+	bash .ci/install-torch $(PY)
+	$(PIP) install --quiet -e ".[$(ONNX_EXTRA),dev]"
 	# SpikingJelly is only the baseline of tests and benchmarks; its own dependencies would pull torchvision
 	$(PIP) install --quiet --no-deps "spikingjelly==0.0.0.0.14"
 	touch $(STAMP)
@@ -54,6 +57,9 @@ train: data
 
 test: data
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+wheel-smoke: data
+	bash .ci/wheel-smoke $(PY)
 
 test-fast: data
 	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
