@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             h, w = args.size or info.fixed_size or (64, 64)
             x = rng.integers(0, 256, (4, 3, h, w), dtype=np.uint8)
             if info.input_dtype == "float32":
-                x = x.astype(np.float32) / np.float32(255)
+                x = x.astype(np.float32) * np.float32(1.0 / 255)  # as ToDtype(scale=True)
             batches = iter([(["<random>"] * 4, rt.run(x))])
         for names, out in batches:
             shown = ", ".join(str(n) for n in names[:3]) + (" ..." if len(names) > 3 else "")

@@ -274,8 +274,8 @@ class I2ERuntime:
                     "np.clip(np.rint(x * 255), 0, 255).astype(np.uint8) or export with --input-dtype float32"
                 )
         elif x.dtype == np.uint8:
-            # the same scaling as the uint8 graph and torch's x.float() / 255
-            x = x.astype(np.float32) / np.float32(255.0)
+            # the same scaling as the uint8 graph: torchvision's ToDtype(scale=True), x * float32(1/255)
+            x = x.astype(np.float32) * np.float32(1.0 / 255)
         elif np.issubdtype(x.dtype, np.floating):
             x = x.astype(np.float32, copy=False)
             if x.size and not np.isfinite(x).all():

@@ -10,6 +10,7 @@ import torch
 from i2e_lightning.converter import I2E
 from i2e_lightning.converter.calibrate import calibrate_ratio, default_ratios, event_rate, rate_curve
 from i2e_lightning.data.calibrate import main as calibrate_main
+from tests.helpers.official import to_dtype_scale
 
 
 def smooth_images(n=24, size=(20, 17), channels=3, seed=0) -> torch.Tensor:
@@ -26,7 +27,7 @@ def smooth_images(n=24, size=(20, 17), channels=3, seed=0) -> torch.Tensor:
 def test_event_rate_is_the_converter_mean(dtype, order, timesteps):
     x = smooth_images(7, (9, 13))
     if dtype == "float32":
-        x = x.float() / 255
+        x = to_dtype_scale(x)
     for ratio in (0.05, 0.12, 0.3):
         events = I2E(ratio, order, timesteps).eval()(x)
         ref = int(events.sum()) / events.numel()

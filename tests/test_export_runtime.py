@@ -17,6 +17,7 @@ from i2e_lightning.converter import I2E
 from i2e_lightning.onnx import export_converter
 from i2e_lightning.onnx import runtime as pkg_runtime
 from i2e_lightning.onnx.runtime import CPU, CUDA, I2ERuntime, choose_providers
+from tests.helpers.official import to_dtype_scale
 from tests.helpers.run_if import RunIf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,9 +87,10 @@ def test_events_equal_torch_and_metadata(models):
     assert np.array_equal(rt.run(x[0].numpy()), ref[:, 0])  # one [C, H, W] image
     assert np.array_equal(rt.run([a.numpy() for a in x]), ref)  # a list of images
     assert np.array_equal(rt.run(x.numpy().astype(np.float64)), ref)
-    # uint8 into a float model: scaled as x.float() / 255
-    u = torch.randint(0, 256, (2, 1, 5, 5), dtype=torch.uint8)
-    assert np.array_equal(rt.run(u.numpy()), I2E(0.12).eval()(u).numpy())
+    # uint8 into a float model: scaled as torchvision's ToDtype(scale=True), every value
+    u = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).repeat(2, 1, 1, 1)
+    u[1] = u[1].flip(-1).transpose(-1, -2)
+    assert np.array_equal(rt.run(u.numpy()), I2E(0.12).eval()(to_dtype_scale(u)).numpy())
 
 
 def test_uint8_btchw_model_batches(models):

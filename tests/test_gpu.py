@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from i2e_lightning.converter import DIRECTION_PAIRS, I2E, ORDER_PRESETS
+from tests.helpers.official import to_dtype_scale
 from tests.helpers.run_if import RunIf
 
 pytestmark = RunIf(min_cuda_gpus=1)
@@ -18,9 +19,7 @@ pytestmark = RunIf(min_cuda_gpus=1)
 
 def pair_map(images: torch.Tensor, a: int, b: int, ratio: float) -> torch.Tensor:
     """ON/OFF map ``[B, 2, H, W]`` of pair (from a, to b), straight from the spec, on CPU in float32."""
-    x = images.float()
-    if images.dtype == torch.uint8:
-        x = x / 255
+    x = to_dtype_scale(images) if images.dtype == torch.uint8 else images.float()
     v = x.amax(dim=1, keepdim=True)
     vmax, vmin = v.amax(dim=(1, 2, 3), keepdim=True), v.amin(dim=(1, 2, 3), keepdim=True)
     th = ratio * (vmax - vmin)

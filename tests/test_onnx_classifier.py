@@ -13,6 +13,7 @@ from i2e_lightning.converter import I2E
 from i2e_lightning.models import ATan, MultiStepLeaky, create_model
 from i2e_lightning.onnx import ExportLIF, export_classifier, make_exportable
 from i2e_lightning.onnx.cli import main as export_main
+from tests.helpers.official import to_dtype_scale
 
 
 def create(name: str, **kw) -> nn.Module:
@@ -109,7 +110,7 @@ def test_ms_resnet18_logits_match(tmp_path, input_dtype):
     for shape in [(3, 3, 16, 16), (1, 3, 13, 19), (2, 1, 16, 16)]:
         x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
         if input_dtype == "float32":
-            x = x.float() / 255
+            x = to_dtype_scale(x)
         check_close(ort_logits(sess, x), torch_logits(model, conv, x))
 
 
@@ -168,7 +169,7 @@ def test_lightning_checkpoint_through_cli(tmp_path, capsys):
     assert export_main(["--ckpt", str(ckpt), "--config", str(cfg), "--out", str(out)]) == 0
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert (meta["i2e.ratio"], meta["i2e.timesteps"], meta["i2e.image_size"]) == ("0.15", "3", "[32, 32]")
-    check_close(ort_logits(out, x.float() / 255), torch_logits(module.net, I2E(0.15, 4, 3), x))
+    check_close(ort_logits(out, to_dtype_scale(x)), torch_logits(module.net, I2E(0.15, 4, 3), x))
     assert export_main(["--ckpt", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().out
 

@@ -125,7 +125,7 @@ def test_float_input_of_any_range():
 
 
 def test_every_uint8_value_scales_exactly():
-    # one image with all 256 values: V / 255 must round as torch's x.float() / 255
+    # one image with all 256 values: V must round as torchvision's ToDtype(scale=True)
     x = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).repeat(2, 3, 1, 1)
     x[1] = x[1].flip(-1).transpose(-1, -2)
     for ratio in (0.001, 0.003, 0.0039, 0.004, 0.0041, 0.12):

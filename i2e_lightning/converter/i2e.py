@@ -24,7 +24,9 @@ from .directions import DEFAULT_ORDER, DIRECTION_PAIRS, cell_offset, resolve_ord
 LAYOUTS = ("TBCHW", "BTCHW")
 _CPU_CHUNK_ELEMENTS = 1 << 19  # dV of one CPU chunk: 2 MB of float32, about one core's L2
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
-_U8_TO_UNIT = torch.arange(256, dtype=torch.float32) / 255  # computed on the CPU: true division
+# uint8 -> [0, 1] as torchvision's v2.ToDtype(torch.float32, scale=True), which every official script
+# uses: x.float() * float32(1 / 255), a multiplication (x / 255 differs by one ulp for 126 values)
+U8_SCALE = 1.0 / 255
 _DTYPE_NAMES = {
     "bool": torch.bool,
     "uint8": torch.uint8,
@@ -182,10 +184,10 @@ class I2E(nn.Module):
     # -- input ----------------------------------------------------------------------------
 
     def intensity(self, images: Tensor) -> Tensor:
-        """V = max(R, G, B) in float32, ``[B, H, W]``; uint8 input scaled as ``x.float() / 255``."""
+        """V = max(R, G, B) in float32, ``[B, H, W]``; uint8 input scaled as ``ToDtype(scale=True)``."""
         if images.dtype == torch.uint8:
-            # max commutes with the monotonic x/255, so the max is taken in uint8
-            return _u8_to_unit(images.amax(dim=1))
+            # max commutes with the monotonic scaling, so the max is taken in uint8
+            return u8_to_unit(images.amax(dim=1))
         return images.amax(dim=1).float()
 
     def _check(self, images: Tensor) -> tuple[Tensor, bool]:
@@ -275,7 +277,7 @@ class I2E(nn.Module):
         if x.dtype == torch.float32:
             torch.amax(x, dim=1, out=inner)  # straight into the padded buffer: one pass fewer
         elif x.dtype == torch.uint8 and x.device.type == "cpu":
-            inner.copy_(x.amax(dim=1)).div_(255)  # see _u8_to_unit
+            inner.copy_(x.amax(dim=1)).mul_(U8_SCALE)  # see u8_to_unit
         else:
             inner.copy_(self.intensity(x))
         # replicate: columns first (interior rows), then whole rows, which carries the corners
@@ -344,13 +346,13 @@ def _compare_via_float32(out: Tensor, on_cpu: bool) -> bool:
     return on_cpu and out.dtype != torch.float32
 
 
-def _u8_to_unit(m: Tensor) -> Tensor:
-    """``m.float() / 255`` bit for bit on every device."""
-    if m.device.type == "cpu":  # the CPU divides by a float32 scalar with a true division
-        return m.float().div_(255)
-    # CUDA divides by a scalar as a multiply by its reciprocal, which rounds differently: look the
-    # 256 exact quotients (computed on the CPU) up instead
-    return _U8_TO_UNIT.to(m.device)[m.int()]
+def u8_to_unit(m: Tensor) -> Tensor:
+    """uint8 to float32 in [0, 1] as ``v2.ToDtype(torch.float32, scale=True)``, bit for bit on every device.
+
+    torch casts the Python scalar to float32 and multiplies; an IEEE multiply rounds the same on
+    every device (unlike a division by a scalar, which CUDA turns into a reciprocal multiply).
+    """
+    return m.float().mul_(U8_SCALE)
 
 
 def _shifted(vpad: Tensor, cell: int, h: int, w: int) -> Tensor:

@@ -76,7 +76,7 @@ def _check_export(path: Path, converter, net=None, size=(32, 32), input_dtype: s
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (4, 3, *size), dtype=torch.uint8, generator=g)
     if input_dtype == "float32":
-        x = x.float() / 255
+        x = x.float() * (1.0 / 255)  # as ToDtype(scale=True)
     got = rt.run(x.numpy())
     with torch.no_grad():
         events = converter.eval()(x)

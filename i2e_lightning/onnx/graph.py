@@ -4,7 +4,8 @@ Building the graph by hand keeps every step exactly the float32 arithmetic of
 :class:`i2e_lightning.converter.I2E` in eval mode (canonical pairs):
 
 * ``V = ReduceMax`` over channels (uint8 input: max in uint8, then ``Cast`` and
-  ``Div`` by 255 — max commutes with the monotonic ``x / 255``, as in torch);
+  ``Mul`` by float32(1/255) — torchvision's ``ToDtype(scale=True)``, which the official
+  code uses; max commutes with the monotonic scaling, as in torch);
 * replicate padding is ``Pad(mode="edge")``;
 * each timestep's difference is ``Sub`` of two ``Slice`` views of the padded map:
   the same single float32 subtraction the official 3x3 conv computes (its other
@@ -114,7 +115,7 @@ def add_converter_nodes(
     v = g.reduce("ReduceMax", images, [1], "v_raw" if input_dtype == "uint8" else "v")
     if input_dtype == "uint8":
         v = g.op("Cast", [v], "v_float", to=TensorProto.FLOAT)
-        v = g.op("Div", [v, g.const("c255", np.array(255.0, dtype=np.float32))], "v")
+        v = g.op("Mul", [v, g.const("u8_scale", np.array(1.0 / 255, dtype=np.float32))], "v")
 
     # per-image threshold ratio * (max - min), +inf where the image is flat
     vmax = g.reduce("ReduceMax", v, [1, 2, 3], "vmax")
