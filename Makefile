@@ -35,6 +35,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet -e ".[$(ONNX_EXTRA),dev]"
 	# SpikingJelly is only the baseline of tests and benchmarks; its own dependencies would pull torchvision
 	$(PIP) install --quiet --no-deps "spikingjelly==0.0.0.0.14"
+	# Norse reads our NIR graphs in the tests (the second simulator); it lists torchvision only for its datasets
+	$(PIP) install --quiet --no-deps "norse==1.1.0"
 	touch $(STAMP)
 
 install: $(STAMP)
