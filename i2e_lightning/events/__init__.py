@@ -8,17 +8,19 @@ from .dataset import EventFileDataset
 from .hdf5 import EventFileMeta, EventH5Reader, EventH5Writer
 from .hf import ParquetEvents, decode_payload, decode_sample, encode_payload, encode_sample, write_parquet
 from .npz import NpzFolder, load_npz, save_npz, write_npz_folder
-from .packed import pack_events, packed_size, unpack_events, unpack_events_np
+from .packed import PackedEvents, as_event_batch, pack_events, pack_rows, packed_size, unpack_events, unpack_events_np
 from .sparse import TONIC_DTYPE, TONIC_INT64_DTYPE, dense_to_sparse, sensor_size, sparse_to_dense
 
 __all__ = [
     "TONIC_DTYPE",
     "TONIC_INT64_DTYPE",
+    "as_event_batch",
     "EventFileDataset",
     "EventFileMeta",
     "EventH5Reader",
     "EventH5Writer",
     "NpzFolder",
+    "PackedEvents",
     "ParquetEvents",
     "decode_payload",
     "decode_sample",
@@ -27,6 +29,7 @@ __all__ = [
     "encode_sample",
     "load_npz",
     "pack_events",
+    "pack_rows",
     "packed_size",
     "save_npz",
     "sensor_size",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -123,3 +124,51 @@ def unpack_events(packed: ArrayLike, shape: Sequence[int], device: torch.device 
     nbits = math.prod(dims)
     bits = bits.reshape(rows.shape[0], nbytes * 8)[:, :nbits]
     return bits.reshape(rows.shape[0], *dims) if batched else bits.reshape(dims)
+
+
+_PACK_MAGIC = 0x8040201008040201 - (1 << 64)  # as int64: gathers the low bit of 8 bytes into the top byte, MSB first
+
+
+def pack_rows(events: Tensor) -> Tensor:
+    """Pack bool events ``[N, T, C, H, W]`` into HDF5-layout rows ``[N, ceil(T*C*H*W / 8)]`` (uint8).
+
+    Same bytes as :func:`pack_events`. When a row is a whole number of 64-bit words (``T*C*H*W``
+    divisible by 64) eight event bytes are read as one int64 and one multiply gathers their bits
+    (``0x8040201008040201``: each byte's bit lands in its own place of the top byte, no carries),
+    about 10x less memory traffic than shifting bytes one by one.
+    """
+    if not isinstance(events, Tensor) or events.dim() != 5:
+        raise ValueError(f"events must be a torch tensor [N, T, C, H, W], got {getattr(events, 'shape', events)!r}")
+    n = events.shape[0]
+    nbits = math.prod(events.shape[1:])
+    if events.dtype != torch.bool or nbits % 64 or n == 0:
+        return pack_events(events)
+    words = events.contiguous().view(torch.uint8).view(n, nbits // 8, 8).view(torch.int64).view(n, nbits // 8)
+    return ((words * _PACK_MAGIC) >> 56).to(torch.uint8)
+
+
+class PackedEvents(NamedTuple):
+    """A batch of events as packed rows: ``rows`` uint8 ``[B, nbytes]``, ``shape`` ``(T, C, H, W)`` per sample.
+
+    What the converter emits with :meth:`~i2e_lightning.converter.I2E.packed` (and the ONNX converter
+    with ``output_dtype="packed"``): 8x fewer bytes than bool to keep, transfer or store (the rows are
+    the HDF5 file's). The models of :mod:`i2e_lightning.models` take it in place of a float batch and
+    unpack it on their own device.
+    """
+
+    rows: Tensor
+    shape: tuple[int, int, int, int]
+
+    def unpack(self, device: torch.device | str | None = None) -> Tensor:
+        """Bool events ``[T, B, C, H, W]`` (time first, as the networks take them) on ``device``."""
+        return unpack_events(self.rows, self.shape, device).transpose(0, 1)
+
+    def to(self, device: torch.device | str) -> PackedEvents:
+        return PackedEvents(self.rows.to(device), tuple(self.shape))  # type: ignore[arg-type]
+
+
+def as_event_batch(x: Tensor | PackedEvents, device: torch.device | str | None = None) -> Tensor:
+    """Float events ``[T, B, C, H, W]``: ``x`` itself, or ``x`` unpacked when it is :class:`PackedEvents`."""
+    if isinstance(x, PackedEvents):
+        return x.unpack(device).float()
+    return x

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..events.packed import PackedEvents, as_event_batch
 from .layers import SeqAvgPool2d, SeqBatchNorm2d, SeqConv2d, SeqMaxPool2d, to_channels_last
 from .ms_resnet import _check_input
 from .neurons import MultiStepLeaky
@@ -124,7 +125,8 @@ class SpikingCNN(nn.Module):
             raise ValueError(f"input_size {self.input_size} is too small for {len(self.stages)} conv stages")
         return int(out.shape[-2]), int(out.shape[-1])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | PackedEvents) -> torch.Tensor:
+        x = as_event_batch(x, self.fc.weight.device)  # packed rows are unpacked where the weights are
         _check_input(x, self.in_channels, type(self).__name__)
         if not self.global_pool and tuple(x.shape[-2:]) != self.input_size:
             raise ValueError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..events.packed import PackedEvents, as_event_batch
 from .layers import SeqAdaptiveAvgPool2d, SeqBatchNorm2d, SeqConv2d, SeqMaxPool2d, to_channels_last
 from .neurons import MultiStepLeaky
 
@@ -119,7 +120,8 @@ class MSResNet(nn.Module):
         layers += [MSBasicBlock(self.inplanes, planes, **self._lif_kw) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | PackedEvents) -> torch.Tensor:
+        x = as_event_batch(x, self.fc.weight.device)  # packed rows are unpacked where the weights are
         _check_input(x, self.in_channels, type(self).__name__)
         T, B = x.shape[:2]
         if self.channels_last:

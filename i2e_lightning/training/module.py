@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from .. import models as _models
+from ..events.packed import PackedEvents
 from .checkpoint import load_init_weights
 
 STAGES = ("train", "val", "test")
@@ -184,11 +185,13 @@ class SpikingClassifier(L.LightningModule):
         return self._require_net()(events)
 
     def _unpack(self, batch: Any) -> tuple[Tensor, Tensor | None]:
-        if isinstance(batch, (tuple, list)):
+        if isinstance(batch, (tuple, list)) and not isinstance(batch, PackedEvents):
             events = batch[0]
             labels = batch[1] if len(batch) > 1 else None
         else:
             events, labels = batch, None
+        if isinstance(events, PackedEvents):  # packed rows (an event file's, or I2E.packed): unpack here
+            events = events.unpack(self.device).float()
         if not isinstance(events, Tensor) or events.dim() != 5:
             shape = tuple(events.shape) if isinstance(events, Tensor) else type(events).__name__
             raise ValueError(
