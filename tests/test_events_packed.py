@@ -96,3 +96,32 @@ def test_gpu_unpack_and_pack_batches(shape):
     repacked = pack_events(out)
     assert repacked.is_cuda
     np.testing.assert_array_equal(repacked.cpu().numpy(), packed)
+
+
+def test_pack_rows_every_byte_pattern_and_fallbacks():
+    from i2e_lightning.events import pack_rows
+
+    patterns = torch.from_numpy(np.unpackbits(np.arange(256, dtype=np.uint8)).astype(bool))  # 256 bytes, MSB first
+    events = patterns.view(4, 1, 2, 16, 16)  # 512 bits per row: the int64 gather path
+    assert torch.equal(pack_rows(events), torch.from_numpy(np.packbits(events.reshape(4, -1).numpy(), axis=1)))
+    odd = torch.rand(3, 1, 2, 3, 5) < 0.5  # 30 bits per row: the byte-wise path, zero padding bits
+    assert torch.equal(pack_rows(odd), pack_events(odd))
+    assert pack_rows(odd[:0]).shape == (0, 4)
+
+
+def test_converter_packed_rows_feed_the_models():
+    from i2e_lightning.converter import I2E
+    from i2e_lightning.events import PackedEvents
+    from i2e_lightning.models import create_model
+
+    conv = I2E(0.12, 4, 4).eval()
+    x = torch.rand(5, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    packed = conv.packed(x)
+    assert isinstance(packed, PackedEvents) and packed.shape == (4, 2, 12, 12)
+    assert packed.rows.dtype == torch.uint8 and packed.rows.shape == (5, packed_size((4, 2, 12, 12)))
+    assert torch.equal(packed.unpack(), conv(x))
+    one = conv.packed(x[0])
+    assert torch.equal(one.rows, packed.rows[0])
+    model = create_model("spiking_cnn", channels=(4,), input_size=(12, 12)).eval()
+    with torch.no_grad():
+        assert torch.equal(model(packed), model(conv(x).float()))

@@ -250,3 +250,19 @@ def test_chunked_scan_any_batch(monkeypatch, chunk_pixels, batch):
         ref = I2E(0.1, 4, 8).eval()(x).numpy()
         assert got.shape == ref.shape
         assert np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("timesteps", [1, 3, 8])
+@pytest.mark.parametrize("input_dtype", ["float32", "uint8"])
+def test_packed_rows_output(timesteps, input_dtype):
+    """output_dtype='packed': each sample's np.packbits row, bit for bit I2E(...).packed (HDF5 layout)."""
+    sess = session(timesteps=timesteps, input_dtype=input_dtype, output_dtype="packed")
+    assert sess.get_outputs()[0].shape == ["batch", "bytes"]
+    for i, shape in enumerate([*SHAPES, (0, 3, 4, 5), (5, 3, 7, 3)]):
+        x = images(shape, input_dtype, seed=i)
+        got = sess.run(None, {"images": x.numpy()})[0]
+        conv = I2E(0.12, 4, timesteps).eval()
+        assert np.array_equal(got, conv.packed(x).rows.numpy())
+        if shape[0]:
+            bits = np.unpackbits(got, axis=1, count=timesteps * 2 * shape[2] * shape[3]).astype(bool)
+            assert np.array_equal(bits.reshape(shape[0], timesteps, 2, *shape[2:]), conv(x).transpose(0, 1).numpy())

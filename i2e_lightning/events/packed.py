@@ -141,7 +141,9 @@ def pack_rows(events: Tensor) -> Tensor:
         raise ValueError(f"events must be a torch tensor [N, T, C, H, W], got {getattr(events, 'shape', events)!r}")
     n = events.shape[0]
     nbits = math.prod(events.shape[1:])
-    if events.dtype != torch.bool or nbits % 64 or n == 0:
+    if n == 0:
+        return torch.empty((0, math.ceil(nbits / 8)), dtype=torch.uint8, device=events.device)
+    if events.dtype != torch.bool or nbits % 64:
         return pack_events(events)
     words = events.contiguous().view(torch.uint8).view(n, nbits // 8, 8).view(torch.int64).view(n, nbits // 8)
     return ((words * _PACK_MAGIC) >> 56).to(torch.uint8)

@@ -29,7 +29,12 @@ from onnx import TensorProto, helper, numpy_helper
 from ..converter.directions import DEFAULT_ORDER, DIRECTION_PAIRS, cell_offset, resolve_order
 
 INPUT_DTYPES = {"uint8": TensorProto.UINT8, "float32": TensorProto.FLOAT}
-OUTPUT_DTYPES = {"bool": TensorProto.BOOL, "uint8": TensorProto.UINT8, "float32": TensorProto.FLOAT}
+OUTPUT_DTYPES = {
+    "bool": TensorProto.BOOL,
+    "uint8": TensorProto.UINT8,
+    "float32": TensorProto.FLOAT,
+    "packed": TensorProto.UINT8,  # rows [B, ceil(T*2*H*W / 8)]: np.packbits of each sample's [T, 2, H, W]
+}
 LAYOUTS = ("TBCHW", "BTCHW")
 MIN_OPSET = 13  # Slice/Unsqueeze/Pad with tensor inputs, GreaterOrEqual
 MAX_OPSET = 21  # newest opset tested (ONNX Runtime 1.32); older runtimes need an older --opset
@@ -127,43 +132,71 @@ def add_converter_nodes(
     # replicate pad [B, 1, H+2, W+2], then convert a chunk of images at a time (see _add_chunked_scan)
     pads = g.const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64))
     vpad = g.op("Pad", [v, pads], "vpad", mode="edge")
-    events = _add_events(g, v, vpad, th, directions, layout, out if output_dtype == "bool" else None)
-    if output_dtype == "bool":
+    direct = output_dtype in ("bool", "packed")
+    events = _add_events(g, v, vpad, th, directions, layout, out if direct else None, packed=output_dtype == "packed")
+    if direct:
         return events
     return g.op("Cast", [events], to=OUTPUT_DTYPES[output_dtype], out=out)
 
 
-def _add_events(g: _Graph, v: str, vpad: str, th: str, directions: Sequence[int], layout: str, out: str | None) -> str:
-    """Bool events in ``layout``: the chunked ``Scan`` when there are images (a ``Scan`` of zero steps
-    fails in ONNX Runtime), an empty tensor for an empty batch."""
+def _add_events(
+    g: _Graph,
+    v: str,
+    vpad: str,
+    th: str,
+    directions: Sequence[int],
+    layout: str,
+    out: str | None,
+    packed: bool = False,
+) -> str:
+    """Bool events in ``layout`` (or packed rows): the chunked ``Scan`` when there are images (a ``Scan``
+    of zero steps fails in ONNX Runtime), an empty tensor for an empty batch."""
     i64 = np.int64
     steps = len(directions)
     shape = g.op("Shape", [v], "v_shape")  # [B, 1, H, W]
     batch = g.op("Slice", [shape, g.const("s0", np.array([0], i64)), g.const("e1", np.array([1], i64))], "batch")
     hw = g.op("Slice", [shape, g.const("s2", np.array([2], i64)), g.const("e4", np.array([4], i64))], "hw")
-    events_shape = g.op("Concat", [batch, g.const("steps_2", np.array([steps, 2], i64)), hw], "events_shape", axis=0)
+    if packed:  # [B, ceil(2T H W / 8)]
+        bits = g.op(
+            "Mul", [g.op("ReduceProd", [hw], "pixels_all", keepdims=1), g.const("2t", np.array([2 * steps], i64))]
+        )
+        nbytes = g.op(
+            "Div",
+            [g.op("Add", [bits, g.const("seven", np.array([7], i64))], "bits7"), g.const("eight", np.array([8], i64))],
+        )
+        events_shape = g.op("Concat", [batch, nbytes], "rows_shape", axis=0)
+        dims, none_dims = ["chunks", "chunk", "bytes"], [0, 1, 0]
+        out_type = TensorProto.UINT8
+    else:
+        events_shape = g.op(
+            "Concat", [batch, g.const("steps_2", np.array([steps, 2], i64)), hw], "events_shape", axis=0
+        )
+        dims, none_dims = ["chunks", "chunk", 2 * steps, "h", "w"], [0, 1, 2 * steps, 1, 1]
+        out_type = TensorProto.BOOL
 
     full = _Graph(g.prefix + "full_", g.opset)
-    scanned = _add_chunked_scan(full, v, vpad, th, directions, batch, hw)
+    scanned = _add_chunked_scan(full, v, vpad, th, directions, batch, hw, packed)
     empty = _Graph(g.prefix + "empty_", g.opset)
-    none_shape = empty.const("none_shape", np.array([0, 1, 2 * steps, 1, 1], i64))
-    none = empty.op("ConstantOfShape", [none_shape], "none", value=helper.make_tensor("f", TensorProto.BOOL, [1], [0]))
+    none_shape = empty.const("none_shape", np.array(none_dims, i64))
+    none = empty.op("ConstantOfShape", [none_shape], "none", value=helper.make_tensor("f", out_type, [1], [0]))
 
     def branch(sub: _Graph, result: str) -> onnx.GraphProto:
-        info = helper.make_tensor_value_info(result, TensorProto.BOOL, ["chunks", "chunk", 2 * steps, "h", "w"])
+        info = helper.make_tensor_value_info(result, out_type, dims)
         return helper.make_graph(sub.nodes, sub.name("branch"), [], [info], initializer=sub.inits)
 
     some = g.op("Greater", [g.op("Squeeze", [batch], "batch_s"), g.const("zero_s", np.array(0, i64))], "some")
     chunks = g.op("If", [some], "chunks", then_branch=branch(full, scanned), else_branch=branch(empty, none))
     # reshaped outside the If: here it is a view, as a branch's result it would be a copy
-    if layout == "BTCHW":
+    if layout == "BTCHW" or packed:
         return g.op("Reshape", [chunks, events_shape], "events", out=out)
     # one pass of bool bytes; the alternatives (Scan along axis 1, or T-major masks) cost more
     events = g.op("Reshape", [chunks, events_shape], "events_btchw")
     return g.op("Transpose", [events], "events", perm=[1, 0, 2, 3, 4], out=out)
 
 
-def _add_chunked_scan(g: _Graph, v: str, vpad: str, th: str, directions: Sequence[int], batch: str, hw: str) -> str:
+def _add_chunked_scan(
+    g: _Graph, v: str, vpad: str, th: str, directions: Sequence[int], batch: str, hw: str, packed: bool = False
+) -> str:
     """Events ``[B / c, c, 2T, H, W]`` (per image: t0 ON, t0 OFF, t1 ON, ...), ``c`` images per ``Scan`` step.
 
     ONNX Runtime runs one node over a whole tensor before the next, so over the full batch every
@@ -210,12 +243,42 @@ def _add_chunked_scan(g: _Graph, v: str, vpad: str, th: str, directions: Sequenc
         # ON: dV >= th; OFF: -dV >= th, i.e. dV <= -th (negation is exact)
         masks += [body.op("GreaterOrEqual", [dv, b_th], f"on{t}"), body.op("LessOrEqual", [dv, b_neg], f"off{t}")]
     b_out = body.op("Concat", masks, "events", axis=1)
+    out_dims: list = ["c", 2 * len(directions), "h", "w"]
+    if packed:  # pack each image's bits while they are in cache: np.packbits order, zero bits pad the last byte
+        flat = body.op(
+            "Cast",
+            [body.op("Reshape", [b_out, body.const("rows", np.array([0, -1], i64))], "bits")],
+            "bits_u8",
+            to=TensorProto.UINT8,
+        )
+        nbits = body.op(
+            "Slice",
+            [body.op("Shape", [flat]), body.const("one", np.array([1], i64)), body.const("two", np.array([2], i64))],
+            "nbits",
+        )
+        eight = body.const("eight", np.array([8], i64))
+        fill = body.op("Mod", [body.op("Sub", [eight, body.op("Mod", [nbits, eight], "over")], "fill0"), eight], "fill")
+        padded = body.op(
+            "Pad",
+            [flat, body.op("Concat", [body.const("zeros3", np.zeros(3, i64)), fill], "bit_pads", axis=0)],
+            "bits_padded",
+        )
+        octets = body.op(
+            "Cast",
+            [body.op("Reshape", [padded, body.const("octets", np.array([0, -1, 8], i64))], "octets_u8")],
+            "octets",
+            to=TensorProto.FLOAT,
+        )
+        # sum of bit * 2^(7 - i): integers below 256, exact in any float arithmetic (even TF32 / fp16)
+        weights = body.const("bit_weights", (2.0 ** np.arange(7, -1, -1)).astype(np.float32))
+        b_out = body.op("Cast", [body.op("MatMul", [octets, weights], "byte_values")], "rows", to=TensorProto.UINT8)
+        out_dims = ["c", "bytes"]
     in_dims = (["c", 1, "hp", "wp"], ["c", 1, "h", "w"], ["c", 1, 1, 1], ["c", 1, 1, 1])
     body_graph = helper.make_graph(
         body.nodes,
         body.name("body"),
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, d) for n, d in zip(names, in_dims, strict=True)],
-        [helper.make_tensor_value_info(b_out, TensorProto.BOOL, ["c", 2 * len(directions), "h", "w"])],
+        [helper.make_tensor_value_info(b_out, TensorProto.UINT8 if packed else TensorProto.BOOL, out_dims)],
         initializer=body.inits,
     )  # ranks given: before opset 16 ONNX Runtime needs them
     neg_th = g.op("Neg", [th], "neg_th")
@@ -301,9 +364,11 @@ def build_converter_model(
     x_info = helper.make_tensor_value_info(
         INPUT_NAME, INPUT_DTYPES[input_dtype], ["batch", "channels", "height", "width"]
     )
-    out_shape = [timesteps, "batch", 2, "height", "width"]
+    out_shape: list = [timesteps, "batch", 2, "height", "width"]
     if layout == "BTCHW":
         out_shape[0], out_shape[1] = out_shape[1], out_shape[0]
+    if output_dtype == "packed":  # one row per sample whatever the layout
+        out_shape = ["batch", "bytes"]
     y_info = helper.make_tensor_value_info(EVENTS_NAME, OUTPUT_DTYPES[output_dtype], out_shape)
     graph = helper.make_graph(g.nodes, "i2e_converter", [x_info], [y_info], initializer=g.inits)
     meta = converter_metadata(ratio, dirs_all, timesteps, input_dtype, output_dtype, layout)
