@@ -286,16 +286,43 @@ class I2ERuntime:
 
     # -- running ----------------------------------------------------------------------------
 
+    @property
+    def packed(self) -> bool:
+        """Whether the converter returns packed rows (``output_dtype="packed"``) instead of event tensors."""
+        return self.info.kind == "converter" and self.info.output_dtype == "packed"
+
+    def event_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """Per-sample event shape ``(T, 2, H, W)`` of ``height x width`` images (what a packed row holds)."""
+        return (self.info.timesteps, 2, int(height), int(width))
+
+    def output_shape(self, batch: int, height: int, width: int) -> tuple[int, ...]:
+        """Shape of :meth:`run`'s result for a ``[batch, C, height, width]`` input."""
+        if self.info.kind == "classifier":
+            return (batch, self.info.num_classes or 0)
+        if self.packed:
+            return (batch, -(-self.info.timesteps * 2 * height * width // 8))
+        t = self.info.timesteps
+        return (t, batch, 2, height, width) if self.info.layout == "TBCHW" else (batch, t, 2, height, width)
+
+    def unpack(self, rows: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Bool events ``[B, T, 2, H, W]`` (one row: ``[T, 2, H, W]``) of packed rows, numpy only."""
+        rows = np.asarray(rows)
+        if rows.dtype != np.uint8 or rows.ndim not in (1, 2):
+            raise ValueError(f"packed rows must be uint8 [B, nbytes] or [nbytes], got {rows.dtype} {rows.shape}")
+        shape = self.event_shape(height, width)
+        nbits = int(np.prod(shape))
+        if rows.shape[-1] != -(-nbits // 8):
+            raise ValueError(f"rows of {rows.shape[-1]} bytes do not hold {shape} events ({-(-nbits // 8)} bytes)")
+        bits = np.unpackbits(rows, axis=-1, count=nbits).view(np.bool_)
+        return bits.reshape((*rows.shape[:-1], *shape))
+
     def _batch_axis(self) -> int:
-        return 1 if self.info.kind == "converter" and self.info.layout == "TBCHW" else 0
+        return 1 if self.info.kind == "converter" and self.info.layout == "TBCHW" and not self.packed else 0
 
     def _empty_output(self, x: np.ndarray) -> np.ndarray:
-        dtypes = {"bool": np.bool_, "uint8": np.uint8, "float32": np.float32}
-        if self.info.kind == "classifier":
-            return np.zeros((0, self.info.num_classes or 0), dtype=np.float32)
-        h, w = x.shape[2:]
-        shape = [self.info.timesteps, 0, 2, h, w] if self.info.layout == "TBCHW" else [0, self.info.timesteps, 2, h, w]
-        return np.zeros(shape, dtype=dtypes[self.info.output_dtype])
+        dtypes = {"bool": np.bool_, "uint8": np.uint8, "float32": np.float32, "packed": np.uint8}
+        shape = self.output_shape(0, *x.shape[2:])
+        return np.zeros(shape, dtype=np.float32 if self.info.kind == "classifier" else dtypes[self.info.output_dtype])
 
     def run(self, images: np.ndarray | Sequence[np.ndarray], batch_size: int | None = None) -> np.ndarray:
         """Events (converter) or logits (classifier) of ``images``, in chunks of ``batch_size`` if given.
@@ -321,6 +348,51 @@ class I2ERuntime:
         return np.take(out, 0, axis=axis) if single else out
 
     __call__ = run
+
+    # -- device-resident runs (I/O binding) ------------------------------------------------------
+
+    def run_on_device(self, images: Any, out: Any = None, device_id: int = 0) -> Any:
+        """Run with inputs and outputs kept on the session's device (ONNX Runtime I/O binding).
+
+        With the CUDA provider nothing crosses to the host per batch: ``images`` may be an
+        ``onnxruntime.OrtValue`` already on the GPU, or any CUDA array that exposes ``data_ptr()``
+        (a torch tensor), bound in place; a numpy array is copied to the device once. The result
+        stays on the device: into ``out`` (a preallocated device buffer with ``data_ptr()`` of
+        :meth:`output_shape`) when given, else an ``OrtValue`` that ONNX Runtime allocates there
+        (``.numpy()`` copies it to the host). On the CPU provider the same call binds host memory.
+        Inputs are not checked here (the point is no host access): use the model's input dtype and
+        a ``[B, C, H, W]`` shape.
+        """
+        device = "cuda" if self.uses_gpu else "cpu"
+        binding = self.session.io_binding()
+        dtype = np.dtype(self.info.input_dtype)
+        if isinstance(images, np.ndarray):
+            x, _ = self.prepare(images)
+            images = ort.OrtValue.ortvalue_from_numpy(x, device, device_id)
+        if isinstance(images, ort.OrtValue):
+            shape = tuple(images.shape())
+            binding.bind_ortvalue_input(self.info.input_name, images)
+        elif hasattr(images, "data_ptr"):
+            shape = tuple(int(d) for d in images.shape)
+            if len(shape) != 4:
+                raise ValueError(f"images must be [B, C, H, W] on the device, got shape {shape}")
+            binding.bind_input(self.info.input_name, device, device_id, dtype, list(shape), int(images.data_ptr()))
+        else:
+            raise ValueError(
+                f"images must be a numpy array, an onnxruntime.OrtValue or a device tensor with data_ptr(), "
+                f"got {type(images).__name__}"
+            )
+        out_dtype = {"bool": np.bool_, "uint8": np.uint8, "float32": np.float32, "packed": np.uint8}
+        if out is None:
+            binding.bind_output(self.info.output_name, device, device_id)
+        else:
+            want = self.output_shape(shape[0], shape[2], shape[3])
+            if tuple(int(d) for d in out.shape) != tuple(want):
+                raise ValueError(f"out must have shape {want}, got {tuple(out.shape)}")
+            kind = np.float32 if self.info.kind == "classifier" else out_dtype[self.info.output_dtype]
+            binding.bind_output(self.info.output_name, device, device_id, kind, list(want), int(out.data_ptr()))
+        self.session.run_with_iobinding(binding)
+        return out if out is not None else binding.get_outputs()[0]
 
     def run_files(
         self,

@@ -276,3 +276,114 @@ def test_cuda_provider_events_equal_cpu_reference(models):
             ref = I2E(0.1, 2, 5, dtype=torch.uint8, layout="BTCHW").eval()(x).numpy()
             got = rt.run(x.numpy())
         assert np.array_equal(got, ref)
+
+
+def test_packed_rows_and_unpack(tmp_path):
+    path = export_converter(tmp_path / "p.onnx", 0.12, 4, 3, input_dtype="uint8", output_dtype="packed")
+    rt = I2ERuntime(path, threads=1)
+    assert rt.packed and rt.event_shape(5, 7) == (3, 2, 5, 7)
+    x = np.random.default_rng(1).integers(0, 256, (4, 3, 5, 7), dtype=np.uint8)
+    rows = rt.run(x, batch_size=3)  # batches of packed rows join along the sample axis
+    conv = I2E(0.12, 4, 3).eval()
+    assert rows.shape == rt.output_shape(4, 5, 7) == (4, 27)
+    assert np.array_equal(rows, conv.packed(torch.from_numpy(x)).rows.numpy())
+    assert np.array_equal(rt.unpack(rows, 5, 7), conv(torch.from_numpy(x)).transpose(0, 1).numpy())
+    assert rt.run(x[0]).shape == (27,)
+    assert rt.run(x[:0]).shape == (0, 27)
+    with pytest.raises(ValueError, match="do not hold"):
+        rt.unpack(rows, 6, 7)
+
+
+def test_run_on_device_binds_host_memory_on_the_cpu(models):
+    rt = I2ERuntime(models["float"], threads=1)
+    x = np.random.default_rng(2).random((3, 3, 6, 5), dtype=np.float32)
+    ref = rt.run(x)
+    got = rt.run_on_device(x)  # numpy in: one copy to the device (here the host), OrtValue out
+    assert isinstance(got, ort.OrtValue) and np.array_equal(got.numpy(), ref)
+    value = ort.OrtValue.ortvalue_from_numpy(x, "cpu", 0)
+    assert np.array_equal(rt.run_on_device(value).numpy(), ref)
+    xt = torch.from_numpy(x.copy())
+    out = torch.zeros(rt.output_shape(3, 6, 5), dtype=torch.bool)
+    assert rt.run_on_device(xt, out=out) is out  # bound by pointer: written in place
+    assert np.array_equal(out.numpy(), ref)
+    with pytest.raises(ValueError, match="out must have shape"):
+        rt.run_on_device(xt, out=torch.zeros(2, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="OrtValue"):
+        rt.run_on_device([1, 2])
+
+
+class _RecordingBinding:
+    """Stands in for onnxruntime's IOBinding: records what is bound where, fails on any host copy."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def bind_ortvalue_input(self, name, value):
+        self.log.append(("input_ortvalue", name, value.device_name()))
+
+    def bind_input(self, name, device, device_id, dtype, shape, ptr):
+        self.log.append(("input_ptr", name, device, device_id, np.dtype(dtype).name, tuple(shape), ptr))
+
+    def bind_output(self, name, device, device_id=0, dtype=None, shape=None, ptr=None):
+        self.log.append(("output", name, device, device_id, None if dtype is None else np.dtype(dtype).name, ptr))
+
+    def get_outputs(self):
+        return ["device-output"]
+
+    def copy_outputs_to_cpu(self):  # pragma: no cover - the point is that nothing calls it
+        raise AssertionError("a host copy was made")
+
+
+class _FakeCudaTensor:
+    def __init__(self, shape, ptr):
+        self.shape, self._ptr = shape, ptr
+
+    def data_ptr(self):
+        return self._ptr
+
+    def numpy(self):  # pragma: no cover
+        raise AssertionError("the device tensor was read on the host")
+
+
+def test_run_on_device_keeps_cuda_buffers_on_the_gpu(models, monkeypatch):
+    """With the CUDA provider every binding names the GPU and the result is not copied back (mocked)."""
+    rt = I2ERuntime(models["uint8"], threads=1)
+    log: list = []
+    runs: list = []
+    monkeypatch.setattr(I2ERuntime, "uses_gpu", property(lambda self: True))
+    monkeypatch.setattr(
+        rt,
+        "session",
+        type(
+            "S",
+            (),
+            {
+                "io_binding": lambda self: _RecordingBinding(log),
+                "run_with_iobinding": lambda self, b: runs.append(b),
+            },
+        )(),
+    )
+    images = _FakeCudaTensor((2, 3, 9, 7), 0x7F00)
+    assert rt.run_on_device(images, device_id=1) == "device-output"
+    assert log == [
+        ("input_ptr", "images", "cuda", 1, "uint8", (2, 3, 9, 7), 0x7F00),
+        ("output", "events", "cuda", 1, None, None),
+    ]
+    log.clear()
+    out = _FakeCudaTensor(rt.output_shape(2, 9, 7), 0x9000)
+    assert rt.run_on_device(images, out=out) is out
+    assert log[1] == ("output", "events", "cuda", 0, "uint8", 0x9000)
+    assert len(runs) == 2
+
+
+@RunIf(min_cuda_gpus=1, onnxruntime_cuda=True)
+def test_run_on_device_cuda_equals_cpu_reference(models):
+    rt = I2ERuntime(models["float"])
+    assert rt.uses_gpu, rt.providers
+    x = torch.rand(4, 3, 37, 50, device="cuda")
+    out = torch.empty(rt.output_shape(4, 37, 50), dtype=torch.bool, device="cuda")
+    rt.run_on_device(x, out=out)
+    ref = I2E(0.12).eval()(x.cpu()).numpy()
+    assert np.array_equal(out.cpu().numpy(), ref)
+    value = rt.run_on_device(x.cpu().numpy())  # numpy in, result stays on the GPU
+    assert value.device_name().lower() == "cuda" and np.array_equal(value.numpy(), ref)
