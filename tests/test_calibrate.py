@@ -85,23 +85,34 @@ def test_unreachable_targets_and_bad_arguments():
 FAKE_DM = textwrap.dedent(
     """
     import torch
-    from i2e_lightning.data.base import I2EDataModule, TensorImageDataset
+    from i2e_lightning.data.base import EventDataModule, ImageDataModule, TensorImageDataset
 
-    class FakeImages(I2EDataModule):
+
+    def fake_images(split):
+        g = torch.Generator().manual_seed(0 if split == "train" else 1)
+        x = torch.rand(60, 3, 24, 24, generator=g)
+        x = torch.nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
+        x = (x - x.amin()) / (x.amax() - x.amin())
+        return TensorImageDataset((x * 255).round().to(torch.uint8), torch.zeros(60, dtype=torch.long))
+
+
+    class FakeImages(ImageDataModule):
         num_classes = 2
-        resolution = (24, 24)
         default_ratio = 0.1
 
-        def load_source(self, split):
-            g = torch.Generator().manual_seed(0 if split == "train" else 1)
-            x = torch.rand(60, 3, 24, 24, generator=g)
-            x = torch.nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
-            x = (x - x.amin()) / (x.amax() - x.amin())
-            return TensorImageDataset((x * 255).round().to(torch.uint8), torch.zeros(60, dtype=torch.long))
+        def __init__(self, resolution: int = 24, **kwargs):
+            super().__init__(resolution=resolution, **kwargs)
 
-    class FakeEvents(FakeImages):
-        def _make_converter(self):
-            return None
+        def load_source(self, split):
+            return fake_images(split)
+
+
+    class FakeEvents(EventDataModule):
+        num_classes = 2
+        resolution = (24, 24)
+
+        def load_source(self, split):
+            return fake_images(split)
     """
 )
 

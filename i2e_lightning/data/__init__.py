@@ -1,6 +1,6 @@
 """Datasets and DataModules: workers ship uint8 images, the training device augments and converts to events."""
 
-from .base import I2EDataModule, ResizedDataset, TensorImageDataset
+from .base import EventDataModule, I2EDataModule, ImageDataModule, ResizedDataset, TensorImageDataset
 from .cifar import CIFAR10DataModule, CIFAR100DataModule
 from .cifar10dvs import CIFAR10DVSDataModule
 from .config import datamodule_from_config
@@ -12,9 +12,11 @@ __all__ = [
     "CIFAR10DVSDataModule",
     "CIFAR10DataModule",
     "CIFAR100DataModule",
+    "EventDataModule",
     "EventFileDataModule",
     "FashionMNISTDataModule",
     "I2EDataModule",
+    "ImageDataModule",
     "ImageFolderDataModule",
     "MNISTDataModule",
     "ResizedDataset",

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import I2EDataModule, TensorImageDataset
+from .base import ImageDataModule, TensorImageDataset
 from .transforms import pad_random_crop, random_hflip
 
 __all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "read_cifar_batches"]
@@ -49,7 +50,7 @@ def read_cifar_batches(files: list[Path], label_key: str) -> tuple[np.ndarray, n
     return np.concatenate(images), np.concatenate(labels)
 
 
-class _CIFAR(I2EDataModule):
+class _CIFAR(ImageDataModule):
     default_ratio = 0.07
     augment_presets = ("none", "flip", "full")
     folder = ""
@@ -59,40 +60,9 @@ class _CIFAR(I2EDataModule):
     download_name = ""
 
     def __init__(
-        self,
-        data_dir: str | None = None,
-        batch_size: int = 128,
-        num_workers: int = 2,
-        ratio: float | None = None,
-        order: int | list[int] = 4,
-        timesteps: int = 8,
-        per_sample_pairs: bool = False,
-        augment: str = "full",
-        val_size: int | float = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
-        subset: int | None = None,
-        events_dtype: str = "float32",
-        persistent_workers: bool = True,
-        resolution: int = 128,
+        self, data_dir: str | None = None, augment: str = "full", resolution: int = 128, **kwargs: Any
     ) -> None:
-        self.resolution = (int(resolution), int(resolution))
-        super().__init__(
-            data_dir=data_dir,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            ratio=ratio,
-            order=order,
-            timesteps=timesteps,
-            per_sample_pairs=per_sample_pairs,
-            augment=augment,
-            val_size=val_size,
-            seed=seed,
-            pin_memory=pin_memory,
-            subset=subset,
-            events_dtype=events_dtype,
-            persistent_workers=persistent_workers,
-        )
+        super().__init__(data_dir=data_dir, augment=augment, resolution=resolution, **kwargs)
 
     def _find_dir(self) -> Path:
         roots = [self.data_dir] if self.data_dir is not None else list(CIFAR_DIRS)
@@ -126,7 +96,7 @@ class _CIFAR(I2EDataModule):
 
 
 _CIFAR_ARGS_DOC = """
-    Args are those of ``I2EDataModule`` plus ``resolution`` (default 128). ``augment``: ``none``,
+    Args are those of ``ImageDataModule`` (``resolution`` 128 here). ``augment``: ``none``,
     ``flip`` (Baseline-I), ``full`` (Baseline-II: edge-pad 4, random crop 32, resize, flip).
     ``data_dir`` is ``{folder}`` or its parent (default search: /usr/share/datasets, ./data,
     ~/.cache/i2e_lightning). ``val_size=0`` (the default) validates on the official test set, as the paper.

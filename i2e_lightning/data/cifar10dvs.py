@@ -15,13 +15,14 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .base import I2EDataModule
+from .base import EventDataModule
 
 __all__ = [
     "CIFAR10DVSDataModule",
@@ -156,7 +157,7 @@ class _CacheBuilder(Dataset):
         return 0
 
 
-class CIFAR10DVSDataModule(I2EDataModule):
+class CIFAR10DVSDataModule(EventDataModule):
     """CIFAR10-DVS recordings as ``frames`` (8) event-count frames ``[T, B, 2, 128, 128]`` (no converter).
 
     Args:
@@ -167,7 +168,7 @@ class CIFAR10DVSDataModule(I2EDataModule):
         augment: ``"none"`` or ``"flip"`` (per-sample horizontal flip of the frames).
         train_ratio: per-class fraction of recordings (in file-name order) used for training (0.9).
         val_size: 0 (default) validates on the test split, as the paper; or hold some training recordings out.
-        Other args as ``I2EDataModule`` (batch_size 32 = the paper's Transfer-II).
+        **kwargs: the arguments of ``I2EDataModule`` (batch_size 32 here = the paper's Transfer-II).
     """
 
     num_classes = 10
@@ -178,18 +179,11 @@ class CIFAR10DVSDataModule(I2EDataModule):
         self,
         data_dir: str | None = None,
         batch_size: int = 32,
-        num_workers: int = 2,
         frames: int = 8,
         frame_mode: str = "count",
-        augment: str = "none",
         train_ratio: float = 0.9,
-        val_size: int | float = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
-        subset: int | None = None,
-        events_dtype: str = "float32",
-        persistent_workers: bool = True,
         cache_dir: str | None = None,
+        **kwargs: Any,
     ) -> None:
         if data_dir is None:
             raise ValueError("CIFAR10DVSDataModule needs data_dir: the folder with the class folders of .aedat files")
@@ -200,27 +194,12 @@ class CIFAR10DVSDataModule(I2EDataModule):
         if not 0.0 < train_ratio < 1.0:
             raise ValueError(f"train_ratio must lie in (0, 1), got {train_ratio!r}")
         self.frames = frames
+        self.timesteps = frames
         self.frame_mode = frame_mode
         self.train_ratio = float(train_ratio)
         self.cache_dir = cache_dir
         self._index: dict[str, list[tuple[Path, int]]] | None = None
-        super().__init__(
-            data_dir=data_dir,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            timesteps=min(frames, 8),
-            augment=augment,
-            val_size=val_size,
-            seed=seed,
-            pin_memory=pin_memory,
-            subset=subset,
-            events_dtype=events_dtype,
-            persistent_workers=persistent_workers,
-        )
-        self.timesteps = frames
-
-    def _make_converter(self) -> None:
-        return None  # real events: the batches are frames already
+        super().__init__(data_dir=data_dir, batch_size=batch_size, **kwargs)
 
     @property
     def root(self) -> Path:
@@ -277,25 +256,7 @@ class CIFAR10DVSDataModule(I2EDataModule):
                 for _ in loader:
                     progress.advance(task)
 
-    def split_dataset(self, split: str) -> Dataset:
-        """``(int16 frames [frames, 2, 128, 128], label)`` of ``split`` (no image preprocessing here)."""
-        return self.loader_dataset(split)
-
-    def device_transform(self, images: Tensor, train: bool) -> Tensor:
-        if train and self.augment == "flip":
-            b = images.shape[0]
-            flat = images.reshape(b, -1, *images.shape[-2:])  # [B, T*2, H, W]
-            flipped = torch.where(
-                (torch.rand(b, generator=self.aug_generator) < 0.5).to(images.device).view(b, 1, 1, 1),
-                flat.flip(-1),
-                flat,
-            )
-            images = flipped.view_as(images)
-        return images
-
-    def to_events(self, images: Tensor, train: bool) -> Tensor:
-        # frames [B, T, 2, H, W] -> [T, B, 2, H, W]
-        frames = images.transpose(0, 1)
+    def to_events(self, batch: Tensor, train: bool) -> Tensor:
         if self.frame_mode == "binary":
-            frames = frames > 0
-        return frames.to(self.events_dtype).contiguous()
+            batch = batch > 0
+        return super().to_events(batch, train)

@@ -1,9 +1,14 @@
-"""Build a DataModule from the ``data:`` section of a LightningCLI YAML config, outside of the CLI."""
+"""Build a DataModule from the ``data:`` section of a LightningCLI YAML config, outside of the CLI.
+
+The keys and values are checked by a jsonargparse parser built the way LightningCLI builds its ``data``
+group (``add_subclass_arguments(I2EDataModule, "data")``), so a config accepted here is accepted by ``fit``
+and the other way round; arguments a DataModule forwards with ``**kwargs`` are followed to its base.
+"""
 
 from __future__ import annotations
 
 import importlib
-import inspect
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +68,55 @@ def datamodule_from_config(path: str | Path, **init_overrides: Any) -> I2EDataMo
     init_args = data.get("init_args") or {}
     if not isinstance(init_args, dict):
         raise ValueError(f"{path}: 'data.init_args' must be a mapping, got {type(init_args).__name__}")
-    init_args = {**init_args, **(data.get("dict_kwargs") or {}), **init_overrides}
-    params = inspect.signature(cls.__init__).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        valid = [n for n in params if n != "self"]
-        for key in init_args:
-            if key not in params:
-                raise ValueError(f"{path}: unknown key 'data.init_args.{key}' for {cls.__name__}; valid keys: {valid}")
+    extra = dict(data.get("dict_kwargs") or {})  # LightningCLI's place for untyped **kwargs: passed unchecked
+    init_args = {**init_args, **init_overrides}
+    valid = _init_keys(cls)
+    for key in init_args:
+        if key not in valid:
+            raise ValueError(f"{path}: unknown key 'data.init_args.{key}' for {cls.__name__}; valid keys: {valid}")
+    from jsonargparse import ArgumentError
+
     try:
-        return cls(**init_args)
+        parsed = _parser().parse_object({"data": {"class_path": _class_path(cls), "init_args": init_args}})
+    except ArgumentError as exc:
+        raise ValueError(f"{path}: bad 'data.init_args' for {cls.__name__}: {_reason(exc)}") from exc
+    try:
+        return cls(**parsed.data.init_args.as_dict(), **extra)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: bad 'data.init_args' for {cls.__name__}: {exc}") from exc
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+@cache
+def _parser():  # noqa: ANN202 - jsonargparse is imported lazily
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(I2EDataModule, "data", fail_untyped=False, required=True)
+    return parser
+
+
+@cache
+def _init_keys(cls: type[I2EDataModule]) -> list[str]:
+    """The init arguments of ``cls`` as jsonargparse (and so LightningCLI) resolves them, ``**kwargs`` followed."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls, "data", fail_untyped=False)
+    return [action.dest.removeprefix("data.") for action in parser._actions if action.dest.startswith("data.")]
+
+
+def _reason(exc: Exception) -> str:
+    """jsonargparse's nested message about one subclass -> its informative lines on one line."""
+    lines = [line.strip(" -") for line in str(exc).splitlines()]
+    noise = ('Parser key "data"', "Does not validate against", "Subtypes:", "Errors:", "Problem with given class_path")
+    kept = []
+    for line in lines:
+        if line.startswith("Expected a <class 'NoneType'>"):
+            break
+        if line and not line.startswith(noise):
+            kept.append(line)
+    return " ".join(kept) or str(exc)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .base import I2EDataModule
+from .base import EventDataModule
 
 if TYPE_CHECKING:
     from ..events.dataset import EventFileDataset
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["EventFileDataModule"]
 
 
-class EventFileDataModule(I2EDataModule):
+class EventFileDataModule(EventDataModule):
     """Pre-converted event files (no converter at training time: the events were made by ``convert``).
 
     Args:
@@ -34,7 +33,7 @@ class EventFileDataModule(I2EDataModule):
         timesteps: keep the first ``timesteps`` of the stored T (``None`` = all).
         augment: ``"none"`` or ``"flip"`` (per-sample horizontal flip of the events).
         in_memory: HDF5 only: load the packed rows into RAM.
-        Other args as ``I2EDataModule``.
+        **kwargs: the arguments of ``I2EDataModule``.
     """
 
     augment_presets = ("none", "flip")
@@ -45,39 +44,17 @@ class EventFileDataModule(I2EDataModule):
         test_path: str,
         val_path: str | None = None,
         data_dir: str | None = None,
-        batch_size: int = 128,
-        num_workers: int = 2,
         timesteps: int | None = None,
-        augment: str = "none",
-        val_size: int | float = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
-        subset: int | None = None,
-        events_dtype: str = "float32",
-        persistent_workers: bool = True,
         in_memory: bool = False,
+        **kwargs: Any,
     ) -> None:
-        self.paths = {"train": train_path, "test": test_path, "val": val_path}
-        self.in_memory = bool(in_memory)
-        self._datasets: dict[str, EventFileDataset] = {}
-        super().__init__(
-            data_dir=data_dir,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            augment=augment,
-            val_size=val_size,
-            seed=seed,
-            pin_memory=pin_memory,
-            subset=subset,
-            events_dtype=events_dtype,
-            persistent_workers=persistent_workers,
-        )
         if timesteps is not None and (isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1):
             raise ValueError(f"timesteps must be a positive integer or null, got {timesteps!r}")
+        self.paths = {"train": train_path, "test": test_path, "val": val_path}
+        self.in_memory = bool(in_memory)
         self._timesteps = timesteps
-
-    def _make_converter(self) -> None:
-        return None
+        self._datasets: dict[str, EventFileDataset] = {}
+        super().__init__(data_dir=data_dir, **kwargs)
 
     def _path(self, split: str) -> Path:
         path = Path(os.path.expanduser(self.paths[split]))  # type: ignore[arg-type]
@@ -117,10 +94,6 @@ class EventFileDataModule(I2EDataModule):
         stored = self.shape[0]
         return stored if self._timesteps is None else min(self._timesteps, stored)
 
-    @timesteps.setter
-    def timesteps(self, value: int | None) -> None:  # the base __init__ assigns it; the files decide
-        pass
-
     def load_source(self, split: str) -> Dataset:
         ds = self.event_dataset(split)
         if ds.shape != self.shape:
@@ -138,16 +111,8 @@ class EventFileDataModule(I2EDataModule):
         """``(packed uint8 row, label)`` of ``split``: unpack with ``unpack_events(row, dm.shape)``."""
         return self.loader_dataset(split)
 
-    def device_transform(self, images: Tensor, train: bool) -> Tensor:
+    def device_transform(self, batch: Tensor, train: bool) -> Tensor:
         from ..events.packed import unpack_events
 
-        events = unpack_events(images, self.shape, device=images.device)  # [B, T, 2, H, W] bool
-        events = events[:, : self.timesteps]
-        if train and self.augment == "flip":
-            b = events.shape[0]
-            flip = (torch.rand(b, generator=self.aug_generator) < 0.5).to(events.device).view(b, 1, 1, 1, 1)
-            events = torch.where(flip, events.flip(-1), events)
-        return events
-
-    def to_events(self, images: Tensor, train: bool) -> Tensor:
-        return images.transpose(0, 1).to(self.events_dtype).contiguous()
+        events = unpack_events(batch, self.shape, device=batch.device)  # [B, T, 2, H, W] bool
+        return super().device_transform(events[:, : self.timesteps], train)

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 
-from .base import I2EDataModule
+from .base import ImageDataModule
 from .transforms import center_crop, random_hflip, random_resized_crop, resize_shorter_uint8
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataModule", "ImageFolderDataset", "collate_skip_none"]
@@ -92,10 +92,10 @@ class ImageFolderDataset(Dataset):
         return center_crop(resize_shorter_uint8(image, self.resize), self.crop), label
 
 
-class ImageFolderDataModule(I2EDataModule):
+class ImageFolderDataModule(ImageDataModule):
     """ImageNet-style folders at 224x224, ratio 0.12 (docs/spec.md §1).
 
-    Args (besides ``I2EDataModule``'s): ``data_dir`` (required) holds ``train/`` and ``val/`` (``val_folder``);
+    Args (besides ``ImageDataModule``'s): ``data_dir`` (required) holds ``train/`` and ``val/`` (``val_folder``);
     ``resolution`` (224), ``resize_size`` (256: eval shorter side before the centre crop),
     ``train_load_size`` (256: the square view Baseline-II crops from), ``skip_corrupt`` (warn and drop a
     corrupt image instead of failing). ``augment``: ``none``, ``flip`` (Baseline-I), ``full`` (Baseline-II:
@@ -109,24 +109,13 @@ class ImageFolderDataModule(I2EDataModule):
     def __init__(
         self,
         data_dir: str | None = None,
-        batch_size: int = 128,
-        num_workers: int = 2,
-        ratio: float | None = None,
-        order: int | list[int] = 4,
-        timesteps: int = 8,
-        per_sample_pairs: bool = False,
         augment: str = "full",
-        val_size: int | float = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
-        subset: int | None = None,
-        events_dtype: str = "float32",
-        persistent_workers: bool = True,
         resolution: int = 224,
         resize_size: int = 256,
         train_load_size: int = 256,
         val_folder: str = "val",
         skip_corrupt: bool = False,
+        **kwargs: Any,
     ) -> None:
         if data_dir is None:
             raise ValueError("ImageFolderDataModule needs data_dir: a folder with train/<class>/ and val/<class>/")
@@ -134,28 +123,12 @@ class ImageFolderDataModule(I2EDataModule):
             raise ValueError(
                 f"resize_size ({resize_size}) and train_load_size ({train_load_size}) must be >= resolution ({resolution})"
             )
-        self.resolution = (int(resolution), int(resolution))
         self.resize_size = int(resize_size)
         self.train_load_size = int(train_load_size)
         self.val_folder = val_folder
         self.skip_corrupt = bool(skip_corrupt)
         self._classes: list[str] | None = None
-        super().__init__(
-            data_dir=data_dir,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            ratio=ratio,
-            order=order,
-            timesteps=timesteps,
-            per_sample_pairs=per_sample_pairs,
-            augment=augment,
-            val_size=val_size,
-            seed=seed,
-            pin_memory=pin_memory,
-            subset=subset,
-            events_dtype=events_dtype,
-            persistent_workers=persistent_workers,
-        )
+        super().__init__(data_dir=data_dir, augment=augment, resolution=resolution, **kwargs)
 
     @property
     def root(self) -> Path:

