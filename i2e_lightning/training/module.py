@@ -265,6 +265,14 @@ class SpikingClassifier(L.LightningModule):
             out["target"] = labels
         return out
 
+    def configure_callbacks(self) -> list[L.Callback]:
+        # divergence guard by default (a NaN loss stops the run, no NaN checkpoint); a trainer's own wins
+        from .callbacks import FiniteLossGuard
+
+        if self._trainer is not None and any(isinstance(c, FiniteLossGuard) for c in self.trainer.callbacks):
+            return []
+        return [FiniteLossGuard()]
+
     # -- optimisation ---------------------------------------------------------------------
 
     def configure_optimizers(self) -> Any:
