@@ -199,3 +199,17 @@ def test_batched_reads_match_single_reads(tmp_path, packed, in_memory):
     got = torch.cat([x for x, _ in loader])
     want = torch.from_numpy(rows) if packed else torch.from_numpy(ev)
     assert torch.equal(got, want)
+
+
+def test_transforms_apply_to_batched_hdf5_reads(tmp_path):
+    # the DataLoader's batch fetch (__getitems__, one HDF5 read) applies them per sample, like __getitem__
+    ev, rows, labels = rows_and_labels(6)
+    path = tmp_path / "t.h5"
+    with EventH5Writer(path, meta(num_samples=6)) as w:
+        w.append(rows, labels)
+        w.finish()
+    ds = EventFileDataset(path, transform=lambda x: x[0], target_transform=lambda y: -y)
+    batch = ds.__getitems__([4, 1])
+    assert [tuple(b[0].shape) for b in batch] == [SHAPE[1:], SHAPE[1:]]
+    assert torch.equal(batch[0][0], torch.from_numpy(ev[4][0])) and batch[1][1] == -labels[1]
+    assert torch.equal(ds[4][0], batch[0][0]) and ds[1][1] == batch[1][1]

@@ -25,7 +25,8 @@ class EventFileDataModule(EventDataModule):
     """Pre-converted event files (no converter at training time: the events were made by ``convert``).
 
     Args:
-        train_path: events of the training split (``.h5``, ``.parquet``, a parquet-shard folder or an npz folder).
+        train_path: events of the training split (``.h5``, ``.parquet``, a parquet-shard folder or an npz folder),
+            or a published dataset by name: ``hf://I2E-CIFAR10/train`` (the ``hub`` extra; docs/events.md).
         test_path: events of the test split.
         val_path: events of the validation split; ``None`` = hold ``val_size`` samples out of ``train_path``
             (or, with ``val_size=0``, validate on ``test_path``).
@@ -65,7 +66,11 @@ class EventFileDataModule(EventDataModule):
     def event_dataset(self, split: str) -> EventFileDataset:
         """The events helper's dataset of ``split`` (train|val|test file), packed rows."""
         from ..events.dataset import EventFileDataset  # lazy: the data package imports without the events one
+        from ..events.hub import parse_hub_path
 
+        if split not in self._datasets and parse_hub_path(self.paths[split] or "") is not None:
+            # a published dataset by name (hf://CONFIG/SPLIT), read through the Hugging Face cache
+            self._datasets[split] = EventFileDataset(self.paths[split], packed=True, in_memory=self.in_memory)
         if split not in self._datasets:
             path = self._path(split)
             if not path.exists():

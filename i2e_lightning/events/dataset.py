@@ -1,10 +1,13 @@
-"""One torch Dataset over every on-disk event format: HDF5 files, npz folders and HF parquet files."""
+"""One torch Dataset over every on-disk event format: HDF5 files, npz folders and HF parquet files (local, or
+the published datasets by name through the Hugging Face cache)."""
 
 from __future__ import annotations
 
 import bisect
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,6 +15,7 @@ from torch.utils.data import Dataset
 
 from .hdf5 import EventH5Reader
 from .hf import ParquetEvents
+from .hub import hub_parquet_files, parse_hub_path
 from .npz import NpzFolder
 from .packed import pack_events, packed_size, unpack_events
 
@@ -50,15 +54,21 @@ class EventFileDataset(Dataset):
     """Pre-converted events from disk, as ``(events, label)``.
 
     ``path`` may be an HDF5 event file (``.h5``), a parquet file of the Hugging Face I2E dataset
-    (``.parquet``), a folder of parquet shards, or a folder ``root/<class>/<sample>.npz``.
+    (``.parquet``), a folder of parquet shards, a folder ``root/<class>/<sample>.npz``, or a published
+    dataset by name, ``hf://CONFIG/SPLIT`` (e.g. ``hf://I2E-CIFAR10/train``; needs the ``hub`` extra;
+    fetched into the Hugging Face cache once, read from there offline with ``HF_HUB_OFFLINE=1``).
 
     Args:
-        path: the file or folder.
+        path: the file, folder or ``hf://`` name.
         packed: yield the packed uint8 row ``[ceil(T*2*H*W/8)]`` instead of bool ``[T, 2, H, W]``
             (8x less to collate and transfer; unpack the batch on the device with
             :func:`i2e_lightning.events.unpack_events(batch, dataset.shape, device)`).
         in_memory: load all packed rows into RAM up front (HDF5 and parquet); otherwise HDF5 rows
             are read per batch and parquet row groups on demand.
+        transform: called on each sample's events (bool ``[T, 2, H, W]`` tensor), as in torchvision and
+            tonic datasets; not with ``packed=True``.
+        target_transform: called on each label.
+        cache_dir: the Hugging Face cache for ``hf://`` paths (default: ``HF_HUB_CACHE``).
 
     Attributes:
         shape: ``(T, 2, H, W)`` of every sample.
@@ -67,15 +77,33 @@ class EventFileDataset(Dataset):
         meta: the HDF5 file's :class:`~i2e_lightning.events.hdf5.EventFileMeta` (``None`` for other formats).
     """
 
-    def __init__(self, path: str | Path, packed: bool = False, *, in_memory: bool = False) -> None:
-        self.path = Path(path)
+    def __init__(
+        self,
+        path: str | Path,
+        packed: bool = False,
+        *,
+        in_memory: bool = False,
+        transform: Callable[[torch.Tensor], Any] | None = None,
+        target_transform: Callable[[int], Any] | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        hub_path = parse_hub_path(path)
+        self.path = Path(path) if hub_path is None else Path(str(path))
         self.packed = bool(packed)
+        if self.packed and transform is not None:
+            raise ValueError("transform works on unpacked events: pass packed=False, or transform the unpacked batch")
+        self.transform = transform
+        self.target_transform = target_transform
         self.meta = None
         self.classes: list[str] | None = None
         declared_classes: int | None = None
-        if not self.path.exists():
+        if hub_path is not None:
+            files = hub_parquet_files(hub_path.config, hub_path.split, repo_id=hub_path.repo_id, cache_dir=cache_dir)
+            self._source = _ParquetShards(files, in_memory=in_memory)
+            self.kind = "parquet"
+        elif not self.path.exists():
             raise FileNotFoundError(f"event dataset not found: {self.path}")
-        if self.path.is_dir():
+        elif self.path.is_dir():
             shards = sorted(self.path.glob("*.parquet"))
             if shards:
                 self._source = _ParquetShards(shards, in_memory=in_memory)
@@ -133,9 +161,15 @@ class EventFileDataset(Dataset):
         label = int(self.labels[index])
         if self.packed:
             row = pack_events(self._source[index][0]) if self.kind == "npz" else self._source.packed(index)
-            return torch.from_numpy(np.array(row, dtype=np.uint8, copy=True)), label
-        events = self._source[index][0]
-        return torch.from_numpy(np.ascontiguousarray(events)), label
+            return torch.from_numpy(np.array(row, dtype=np.uint8, copy=True)), self._target(label)
+        events = torch.from_numpy(np.ascontiguousarray(self._source[index][0]))
+        return self._sample(events, label)
+
+    def _target(self, label: int) -> Any:
+        return label if self.target_transform is None else self.target_transform(label)
+
+    def _sample(self, events: torch.Tensor, label: int) -> tuple[Any, Any]:
+        return (events if self.transform is None else self.transform(events)), self._target(label)
 
     def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
         """A DataLoader batch in one HDF5 read (torch's fetcher calls this when it exists)."""
@@ -148,6 +182,6 @@ class EventFileDataset(Dataset):
         rows = torch.from_numpy(self._source.packed_many(indices))
         labels = self.labels[np.asarray(indices, dtype=np.int64) % n].tolist()
         if self.packed:
-            return list(zip(rows.unbind(0), labels, strict=True))
+            return [(row, self._target(label)) for row, label in zip(rows.unbind(0), labels, strict=True)]
         events = unpack_events(rows, self.shape)
-        return list(zip(events.unbind(0), labels, strict=True))
+        return [self._sample(ev, label) for ev, label in zip(events.unbind(0), labels, strict=True)]
