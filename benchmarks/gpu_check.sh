@@ -141,7 +141,7 @@ fi
 # 4. ONNX Runtime CUDA provider -------------------------------------------------------------------
 if "$PY" -c "import onnxruntime as o, sys; sys.exit(0 if 'CUDAExecutionProvider' in o.get_available_providers() else 1)" 2>/dev/null \
     && [[ "$DEVICE" == cuda* ]]; then
-    step onnx_cuda 90 "$PY" benchmarks/onnx_speed.py --device cuda --batch 256 --size 224 --repeats 20 \
+    step onnx_cuda 150 "$PY" benchmarks/onnx_speed.py --device cuda --batch 256 --size 224 --repeats 20 \
         --json "$PARTS/onnx_cuda.json"
 else
     echo "skip: ONNX Runtime CUDA provider not available (onnxruntime-gpu is not installed here); parity and speed not measured"

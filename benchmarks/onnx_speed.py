@@ -35,7 +35,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ratio", type=float, default=0.12)
     p.add_argument("--timesteps", type=int, default=8)
     p.add_argument("--input-dtype", choices=("float32", "uint8"), nargs="+", default=["float32", "uint8"])
-    p.add_argument("--output-dtype", choices=("bool", "uint8", "float32"), default="bool")
+    p.add_argument(
+        "--output-dtype",
+        choices=("bool", "packed", "uint8", "float32"),
+        nargs="+",
+        default=["bool", "packed"],
+        help="event outputs to time (packed: HDF5-layout bit rows, I2E.packed on the torch side)",
+    )
     p.add_argument("--json", dest="json_path", default=None, help="write the measured figures to this JSON file")
     return p.parse_args(argv)
 
@@ -58,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     results, all_equal = [], True
     for input_dtype in args.input_dtype:
-        result, equal = measure(args, ort, input_dtype)
-        results.append(result)
-        all_equal &= equal
+        for output_dtype in args.output_dtype:
+            result, equal = measure(args, ort, input_dtype, output_dtype)
+            results.append(result)
+            all_equal &= equal
     if args.json_path:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from benchmarks._common import write_json
@@ -73,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all_equal else 1
 
 
-def measure(args: argparse.Namespace, ort, input_dtype: str) -> tuple[dict, bool]:
-    """Time ORT and torch eager on one input dtype; returns the figures and whether the events agree."""
+def measure(args: argparse.Namespace, ort, input_dtype: str, output_dtype: str) -> tuple[dict, bool]:
+    """Time ORT and torch eager on one input / output dtype; returns the figures and whether the events agree."""
     from i2e_lightning.converter import I2E
     from i2e_lightning.onnx import export_converter
 
@@ -83,7 +90,11 @@ def measure(args: argparse.Namespace, ort, input_dtype: str) -> tuple[dict, bool
     x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
     if input_dtype == "float32":
         x = x.float() / 255
-    conv = I2E(args.ratio, 4, args.timesteps, dtype=args.output_dtype, validate=False).eval()
+    packed = output_dtype == "packed"
+    conv = I2E(args.ratio, 4, args.timesteps, dtype="bool" if packed else output_dtype, validate=False).eval()
+
+    def convert(module: I2E, images: torch.Tensor) -> torch.Tensor:
+        return module.packed(images).rows if packed else module(images)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = export_converter(
@@ -92,7 +103,7 @@ def measure(args: argparse.Namespace, ort, input_dtype: str) -> tuple[dict, bool
             4,
             args.timesteps,
             input_dtype=input_dtype,
-            output_dtype=args.output_dtype,
+            output_dtype=output_dtype,
         )
         so = ort.SessionOptions()
         so.intra_op_num_threads = args.threads
@@ -103,7 +114,7 @@ def measure(args: argparse.Namespace, ort, input_dtype: str) -> tuple[dict, bool
     used = sess.get_providers()
     if args.device == "cuda" and used[0] != "CUDAExecutionProvider":
         print(f"the CUDA provider could not start (session uses {used})", file=sys.stderr)
-        return 2
+        raise SystemExit(2)
 
     xn = x.numpy()
     if args.device == "cuda":
@@ -118,7 +129,7 @@ def measure(args: argparse.Namespace, ort, input_dtype: str) -> tuple[dict, bool
             return binding.get_outputs()[0]
 
         def run_torch():
-            out = conv(xd)
+            out = convert(conv, xd)
             torch.cuda.synchronize()
             return out
 
@@ -131,11 +142,11 @@ def measure(args: argparse.Namespace, ort, input_dtype: str) -> tuple[dict, bool
             return sess.run(None, {"images": xn})[0]
 
         def run_torch():
-            return conv(x)
+            return convert(conv, x)
 
         ort_events, torch_events = run_ort(), run_torch().numpy()
     equal = bool(np.array_equal(ort_events, torch_events))
-    cpu_ref = I2E(args.ratio, 4, args.timesteps, dtype=args.output_dtype).eval()(x).numpy()
+    cpu_ref = convert(I2E(args.ratio, 4, args.timesteps, dtype="bool" if packed else output_dtype).eval(), x).numpy()
     equal_cpu = bool(np.array_equal(ort_events, cpu_ref))
 
     for _ in range(args.warmup):
@@ -152,7 +163,7 @@ def measure(args: argparse.Namespace, ort, input_dtype: str) -> tuple[dict, bool
     m_ort, m_torch = statistics.median(t_ort) * 1e3, statistics.median(t_torch) * 1e3
     print(
         f"device={args.device} providers={used} batch={args.batch} size={args.size}x{args.size} "
-        f"threads={args.threads} input={input_dtype} output={args.output_dtype} T={args.timesteps} "
+        f"threads={args.threads} input={input_dtype} output={output_dtype} T={args.timesteps} "
         f"repeats={args.repeats} torch={torch.__version__} onnxruntime={ort.__version__}"
     )
     print(f"events equal (ORT vs torch same device): {equal}; ORT vs torch CPU: {equal_cpu}")

@@ -24,6 +24,7 @@ EXTRA_COMMANDS: dict[str, tuple[str, str, str]] = {
     "convert": ("i2e_lightning.events.convert", "main", "convert an image dataset to I2E event files"),
     "visualize": ("i2e_lightning.events.visualize", "main", "render events as GIF/PNG pictures"),
     "export-onnx": ("i2e_lightning.onnx.cli", "main", "export the converter / a trained classifier to ONNX"),
+    "export-nir": ("i2e_lightning.nir.cli", "main", "export a trained spiking network as a NIR graph"),
     "calibrate": ("i2e_lightning.data.calibrate", "main", "pick the threshold ratio for a target event rate"),
     "bench": ("i2e_lightning.bench", "main", "benchmarks"),
 }

@@ -178,3 +178,25 @@ def test_trained_fashion_mnist_model_agrees_with_norse(tmp_path):
     got, ref, _ = round_trip(model, (28, 28), test_ev, tmp_path)
     assert float((got.argmax(1) == ref.argmax(1)).float().mean()) >= 0.999
     assert torch.allclose(got, ref, atol=1e-4)
+
+
+def test_cli_export_nir_from_a_checkpoint(tmp_path, capsys):
+    import lightning as L
+
+    from i2e_lightning.cli import main as cli_main
+    from i2e_lightning.training.module import SpikingClassifier
+
+    module = SpikingClassifier(arch="spiking_cnn", num_classes=4, in_channels=2, model_kwargs={"channels": [4, 8]})
+    randomized(module.net, seed=1)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, accelerator="cpu")
+    trainer.strategy.connect(module)
+    ckpt = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(ckpt)
+    out = tmp_path / "m.nir"
+    assert cli_main(["export-nir", "--ckpt", str(ckpt), "--out", str(out), "--check"]) == 0
+    text = capsys.readouterr().out
+    assert "wrote" in text and "max pooling" in text and "same prediction 100.0 %" in text
+    g = nir.read(out)
+    assert g.metadata["i2e.checkpoint"] == "model.ckpt" and isinstance(g.nodes["stages.1.sn"], nir.LIF)
+    assert cli_main(["export-nir", "--ckpt", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 2
+    assert "export-nir:" in capsys.readouterr().out
