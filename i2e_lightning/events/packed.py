@@ -146,7 +146,8 @@ def pack_rows(events: Tensor) -> Tensor:
     if events.dtype != torch.bool or nbits % 64:
         return pack_events(events)
     words = events.contiguous().view(torch.uint8).view(n, nbits // 8, 8).view(torch.int64).view(n, nbits // 8)
-    return ((words * _PACK_MAGIC) >> 56).to(torch.uint8)
+    gathered = words * _PACK_MAGIC
+    return gathered.bitwise_right_shift_(56).to(torch.uint8)
 
 
 class PackedEvents(NamedTuple):

@@ -165,7 +165,7 @@ def _add_events(
             [g.op("Add", [bits, g.const("seven", np.array([7], i64))], "bits7"), g.const("eight", np.array([8], i64))],
         )
         events_shape = g.op("Concat", [batch, nbytes], "rows_shape", axis=0)
-        dims, none_dims = ["chunks", "chunk", "bytes"], [0, 1, 0]
+        dims, none_dims = ["chunks", "chunk", "bytes", 1], [0, 1, 0, 1]
         out_type = TensorProto.UINT8
     else:
         events_shape = g.op(
@@ -263,16 +263,13 @@ def _add_chunked_scan(
             [flat, body.op("Concat", [body.const("zeros3", np.zeros(3, i64)), fill], "bit_pads", axis=0)],
             "bits_padded",
         )
-        octets = body.op(
-            "Cast",
-            [body.op("Reshape", [padded, body.const("octets", np.array([0, -1, 8], i64))], "octets_u8")],
-            "octets",
-            to=TensorProto.FLOAT,
+        octets = body.op("Reshape", [padded, body.const("octets", np.array([0, -1, 8], i64))], "octets")
+        # bits x 2^(7 - i), summed: an integer matrix product (uint8 x uint8 -> int32), exact on every provider
+        weights = body.const("bit_weights", (2 ** np.arange(7, -1, -1)).astype(np.uint8).reshape(8, 1))
+        b_out = body.op(
+            "Cast", [body.op("MatMulInteger", [octets, weights], "byte_values")], "rows", to=TensorProto.UINT8
         )
-        # sum of bit * 2^(7 - i): integers below 256, exact in any float arithmetic (even TF32 / fp16)
-        weights = body.const("bit_weights", (2.0 ** np.arange(7, -1, -1)).astype(np.float32))
-        b_out = body.op("Cast", [body.op("MatMul", [octets, weights], "byte_values")], "rows", to=TensorProto.UINT8)
-        out_dims = ["c", "bytes"]
+        out_dims = ["c", "bytes", 1]  # the trailing 1 goes in the reshape outside the Scan (a view there)
     in_dims = (["c", 1, "hp", "wp"], ["c", 1, "h", "w"], ["c", 1, 1, 1], ["c", 1, 1, 1])
     body_graph = helper.make_graph(
         body.nodes,
