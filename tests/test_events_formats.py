@@ -174,3 +174,31 @@ def test_dataset_rejects_unknown_paths(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="class folders"):
         EventFileDataset(tmp_path / "empty")
+
+
+def test_npz_folder_numeric_classes_are_the_official_labels(tmp_path):
+    # the official CIFAR writer: np.savez_compressed(root/str(target)/str(index), events); its reader takes
+    # target = int(path.split('/')[-2]). Sorted strings would turn folder "2" into label 12 of 100.
+    rng = np.random.default_rng(5)
+    targets = [0, 2, 12, 99, 23, 3, 10]
+    for index, target in enumerate(targets):
+        (tmp_path / "val" / str(target)).mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(tmp_path / "val" / str(target) / str(index), rng.random((2, 2, 3, 3)) < 0.5)
+    folder = NpzFolder(tmp_path / "val")
+    official = [int(str(path).split("/")[-2]) for path in folder.files]
+    assert [int(label) for label in folder.labels] == official
+    assert sorted(official) == sorted(targets) and len(folder.classes) == 100
+    ds = EventFileDataset(tmp_path / "val")
+    assert ds.num_classes == 100 and sorted(int(ds[i][1]) for i in range(len(ds))) == sorted(targets)
+    # written by the project (default names) and read back: the same labels, across 10 and more classes
+    write_npz_folder(tmp_path / "ours", list(rng.random((12, 1, 2, 2, 2)) < 0.5), list(range(12)))
+    assert sorted(int(v) for v in NpzFolder(tmp_path / "ours").labels) == list(range(12))
+    # names that are not all numbers keep torchvision's sorted order (I2E-ImageNet's WordNet ids)
+    for name in ("n02", "n01", "10"):
+        (tmp_path / "mixed" / name).mkdir(parents=True)
+        np.savez_compressed(tmp_path / "mixed" / name / "0", np.zeros((1, 2, 2, 2), dtype=bool))
+    assert NpzFolder(tmp_path / "mixed").class_to_idx == {"10": 0, "n01": 1, "n02": 2}
+    (tmp_path / "dup" / "1").mkdir(parents=True)
+    (tmp_path / "dup" / "01").mkdir(parents=True)
+    with pytest.raises(ValueError, match="same number twice"):
+        NpzFolder(tmp_path / "dup")

@@ -32,7 +32,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 from ..converter import I2E, parse_dtype
-from .transforms import random_hflip, resize_uint8
+from .transforms import INTERPOLATIONS, random_hflip, resize_uint8
 
 __all__ = [
     "SPLITS",
@@ -73,16 +73,17 @@ class TensorImageDataset(Dataset):
 class ResizedDataset(Dataset):
     """Wrap a uint8 image dataset and bicubic-resize each sample to ``size`` (the eval preprocessing)."""
 
-    def __init__(self, dataset: Dataset, size: tuple[int, int]) -> None:
+    def __init__(self, dataset: Dataset, size: tuple[int, int], interpolation: str = "bicubic") -> None:
         self.dataset = dataset
         self.size = tuple(size)
+        self.interpolation = interpolation
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         image, label = self.dataset[index]
-        return resize_uint8(image, self.size), label
+        return resize_uint8(image, self.size, self.interpolation), label
 
 
 class ResumableRandomSampler(RandomSampler):
@@ -387,10 +388,14 @@ class ImageDataModule(I2EDataModule):
         per_sample_pairs: in training draw the random equivalent pair per sample (else per batch,
             as the official code).
         resolution: side of the square images the converter sees.
+        interpolation: ``"bilinear"`` or ``"bicubic"`` (torchvision's uint8 resize with antialias);
+            ``None`` = the dataset's official choice (``default_interpolation``, docs/official.md).
         **kwargs: the arguments of ``I2EDataModule`` (batch_size, augment, val_size, seed, ...).
     """
 
     default_ratio: ClassVar[float] = 0.12
+    # the official generation code's resize: v2.Resize's default (bilinear) unless a dataset says otherwise
+    default_interpolation: ClassVar[str] = "bilinear"
 
     def __init__(
         self,
@@ -400,8 +405,12 @@ class ImageDataModule(I2EDataModule):
         timesteps: int = 8,
         per_sample_pairs: bool = False,
         resolution: int = 32,
+        interpolation: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if interpolation is not None and interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {list(INTERPOLATIONS)} or null, got {interpolation!r}")
+        self.interpolation = self.default_interpolation if interpolation is None else interpolation
         self.ratio = float(self.default_ratio if ratio is None else ratio)
         self.order = order
         self.timesteps = timesteps
@@ -414,6 +423,7 @@ class ImageDataModule(I2EDataModule):
         super().__init__(data_dir=data_dir, **kwargs)
         # the resolved ratio, not None: a checkpoint alone then rebuilds the converter (export-onnx --ckpt)
         self.hparams["ratio"] = self.ratio
+        self.hparams["interpolation"] = self.interpolation
 
     def random_streams(self) -> dict[str, torch.Generator]:
         if self.converter.generator is None:
@@ -430,7 +440,7 @@ class ImageDataModule(I2EDataModule):
         """uint8 batch as shipped -> uint8 ``[B, C, H, W]`` at ``resolution`` (augmented when ``train``)."""
         if train and self.augment != "none":
             batch = self.augment_batch(batch)
-        return resize_uint8(batch, self.resolution)
+        return resize_uint8(batch, self.resolution, self.interpolation)
 
     def to_events(self, batch: Tensor, train: bool) -> Tensor:
         """uint8 images at ``resolution`` -> events ``[T, B, 2, H, W]`` in ``events_dtype``."""
@@ -443,7 +453,7 @@ class ImageDataModule(I2EDataModule):
         ds = self.loader_dataset(split)
         sample = ds[0] if len(ds) else None  # type: ignore[arg-type]
         if sample is not None and tuple(sample[0].shape[-2:]) != tuple(self.resolution):
-            return ResizedDataset(ds, self.resolution)
+            return ResizedDataset(ds, self.resolution, self.interpolation)
         return ds
 
 

@@ -1,7 +1,8 @@
 """ImageNet-style folders (``train/<class>/*``, ``val/<class>/*``) decoded with Pillow.
 
-Eval (and Baseline-I training): resize the shorter side to 256 (bicubic, antialias, docs/spec.md §1), centre
-crop 224; the worker ships that 224x224 uint8 image. Baseline-II training ships a 256x256 centre crop of the
+As the official scripts (torchvision's uint8 resize, bilinear with antialias by default, docs/official.md):
+eval resizes the shorter side to 256 and centre-crops 224; Baseline-I training (and ``augment="none"``)
+squashes the whole image to 224x224; the worker ships that 224x224 uint8 image. Baseline-II training ships a 256x256 centre crop of the
 shorter-side-256 image and the device draws a random resized crop 224 + flip per sample (a fixed-size
 batch is what allows batched on-device augmentation; the crop box is drawn inside that 256x256 view).
 """
@@ -20,7 +21,7 @@ from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 
 from .base import ImageDataModule
-from .transforms import center_crop, random_hflip, random_resized_crop, resize_shorter_uint8
+from .transforms import center_crop, random_hflip, random_resized_crop, resize_shorter_uint8, resize_uint8
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataModule", "ImageFolderDataset", "collate_skip_none"]
 
@@ -47,7 +48,11 @@ def decode_image(path: str | Path) -> torch.Tensor:
 
 
 class ImageFolderDataset(Dataset):
-    """``root/<class>/<image>`` files -> ``(uint8 [3, size, size], label)`` after shorter-side resize + centre crop."""
+    """``root/<class>/<image>`` files -> ``(uint8 [3, size, size], label)``.
+
+    Shorter-side resize + centre crop (the official eval view), or with ``squash`` a resize of the whole
+    image to ``crop x crop`` (the official Baseline-I training view and I2E-ImageNet train split).
+    """
 
     def __init__(
         self,
@@ -56,6 +61,8 @@ class ImageFolderDataset(Dataset):
         resize: int,
         crop: int,
         skip_corrupt: bool = False,
+        interpolation: str = "bilinear",
+        squash: bool = False,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -76,6 +83,8 @@ class ImageFolderDataset(Dataset):
         self.resize = resize
         self.crop = crop
         self.skip_corrupt = skip_corrupt
+        self.interpolation = interpolation
+        self.squash = squash
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -89,7 +98,9 @@ class ImageFolderDataset(Dataset):
                 raise
             warnings.warn(f"skipping {exc}", stacklevel=2)
             return None
-        return center_crop(resize_shorter_uint8(image, self.resize), self.crop), label
+        if self.squash:  # the official Baseline-I training view: Resize((crop, crop)), aspect ratio not kept
+            return resize_uint8(image, (self.crop, self.crop), self.interpolation), label
+        return center_crop(resize_shorter_uint8(image, self.resize, self.interpolation), self.crop), label
 
 
 class ImageFolderDataModule(ImageDataModule):
@@ -157,12 +168,25 @@ class ImageFolderDataModule(ImageDataModule):
             size = (self.train_load_size, self.train_load_size)
         else:
             size = (self.resize_size, self.resolution[0])
-        return ImageFolderDataset(folder, self.classes, size[0], size[1], skip_corrupt=self.skip_corrupt)
+        return ImageFolderDataset(
+            folder,
+            self.classes,
+            size[0],
+            size[1],
+            skip_corrupt=self.skip_corrupt,
+            interpolation=self.interpolation,
+            squash=split == "train" and self.augment != "full",
+        )
 
     def split_dataset(self, split: str) -> Dataset:
         if split == "train" and self.augment == "full":
             return ImageFolderDataset(
-                self.root / "train", self.classes, self.resize_size, self.resolution[0], self.skip_corrupt
+                self.root / "train",
+                self.classes,
+                self.resize_size,
+                self.resolution[0],
+                self.skip_corrupt,
+                interpolation=self.interpolation,
             )
         return super().split_dataset(split)
 

@@ -1,8 +1,8 @@
 """Image preprocessing and batched, per-sample-random augmentation on uint8 image batches.
 
 Everything here works on ``[B, C, H, W]`` uint8 tensors on any device and returns uint8, so the
-converter sees exactly the pixel grid the published datasets were made from (docs/spec.md §1: bicubic
-with antialias, rounded and clamped back to 0..255). Random parameters come from an explicit CPU
+converter sees exactly the pixel grid the published datasets were made from (torchvision's uint8
+resize, per dataset bilinear or bicubic with antialias: docs/official.md). Random parameters come from an explicit CPU
 ``torch.Generator`` (one per DDP rank), never from the global RNG that ``seed_everything`` makes
 identical on every rank.
 """
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "INTERPOLATIONS",
     "center_crop",
     "pad_random_crop",
     "random_hflip",
@@ -41,29 +42,38 @@ def _check_uint8(x: Tensor, name: str = "images") -> None:
         raise ValueError(f"{name} must be a uint8 tensor [B, C, H, W] or [C, H, W], got {dtype} {shape}")
 
 
-def resize_uint8(x: Tensor, size: int | tuple[int, int] | list[int]) -> Tensor:
-    """Bicubic resize with antialias of uint8 images, rounded and clamped back to uint8 (docs/spec.md §1).
+INTERPOLATIONS = ("bilinear", "bicubic")
 
-    Equals torchvision's ``v2.Resize(size, interpolation=BICUBIC, antialias=True)`` on uint8 tensors
-    up to float rounding: ``F.interpolate(x.float(), size, mode="bicubic", antialias=True,
-    align_corners=False)``, then round and clamp to 0..255. A no-op when the size already matches.
+
+def resize_uint8(x: Tensor, size: int | tuple[int, int] | list[int], interpolation: str = "bicubic") -> Tensor:
+    """torchvision's ``v2.Resize(size, interpolation, antialias=True)`` on uint8 tensors, bit for bit.
+
+    On the CPU, where the official scripts resize (in their DataLoader workers), torchvision hands
+    uint8 bicubic and, on AVX2 CPUs, uint8 bilinear straight to torch's native uint8 resampler
+    (fixed-point weights, rounding as Pillow); its float path (resize, clamp, round) differs by one
+    grey level on many pixels. So this always uses the native uint8 path; tensors on another device
+    make the round trip through the CPU, which keeps the result identical on every device.
+    A no-op when the size already matches.
     """
     _check_uint8(x)
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {list(INTERPOLATIONS)}, got {interpolation!r}")
     size = _to_size(size)
     single = x.dim() == 3
     xb = x.unsqueeze(0) if single else x
     if tuple(xb.shape[-2:]) == size:
         return x
-    out = F.interpolate(xb.float(), size=size, mode="bicubic", antialias=True, align_corners=False)
-    out = out.round_().clamp_(0, 255).to(torch.uint8)
+    src = xb if xb.device.type == "cpu" else xb.cpu()
+    out = F.interpolate(src, size=size, mode=interpolation, antialias=True, align_corners=False)
+    out = out.to(xb.device, non_blocking=True)
     return out.squeeze(0) if single else out
 
 
-def resize_shorter_uint8(x: Tensor, shorter: int) -> Tensor:
+def resize_shorter_uint8(x: Tensor, shorter: int, interpolation: str = "bicubic") -> Tensor:
     """Resize so the shorter side is ``shorter`` keeping the aspect ratio (torchvision ``Resize(int)``)."""
     h, w = x.shape[-2:]
     size = (shorter, max(1, int(shorter * w / h))) if h <= w else (max(1, int(shorter * h / w)), shorter)
-    return resize_uint8(x, size)
+    return resize_uint8(x, size, interpolation)
 
 
 def center_crop(x: Tensor, size: int | tuple[int, int] | list[int]) -> Tensor:

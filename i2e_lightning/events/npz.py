@@ -1,8 +1,10 @@
 """Per-sample ``.npz`` files of the published I2E datasets (docs/spec.md §2).
 
 One file per sample, ``np.savez_compressed(path, events)`` of bool ``[T, 2, H, W]`` (stored under
-numpy's default key ``arr_0``), arranged as ``root/<class name>/<sample>.npz``; class indices follow
-the sorted class-folder names, as torchvision's ``DatasetFolder`` numbers them.
+numpy's default key ``arr_0``), arranged as ``root/<class name>/<sample>.npz``. Labels as the official
+readers give them: when every class folder is a number (the official writer names them ``str(target)``),
+that number is the label (``int(folder)``); otherwise the sorted folder names are numbered 0, 1, ...
+as torchvision's ``DatasetFolder`` does (I2E-ImageNet's WordNet ids).
 """
 
 from __future__ import annotations
@@ -52,22 +54,41 @@ def load_npz(path: str | Path) -> np.ndarray:
     return arr
 
 
+def folder_labels(names: Iterable[str]) -> dict[str, int]:
+    """Label of each class folder name: ``int(name)`` when all are numbers, else the sorted rank."""
+    names = sorted(names)
+    if names and all(n.isascii() and n.isdigit() for n in names):
+        labels = {n: int(n) for n in names}
+        if len(set(labels.values())) != len(names):
+            raise ValueError(f"class folders {names} name the same number twice (e.g. '1' and '01'): rename one")
+        return labels
+    return {n: i for i, n in enumerate(names)}
+
+
 class NpzFolder:
-    """``root/<class>/*.npz`` -> (bool ``[T, 2, H, W]``, label) with labels from the sorted class names."""
+    """``root/<class>/*.npz`` -> (bool ``[T, 2, H, W]``, label); labels as :func:`folder_labels`.
+
+    ``classes[label]`` is the class folder name of ``label`` (numeric folders: the number as text where
+    a label has no folder); ``num_classes = len(classes)``.
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"npz dataset folder not found: {self.root}")
-        self.classes = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-        if not self.classes:
+        names = [p.name for p in self.root.iterdir() if p.is_dir()]
+        if not names:
             raise ValueError(f"{self.root} has no class folders: expected root/<class name>/<sample>.npz")
+        self.class_to_idx = folder_labels(names)
+        self.classes = [str(i) for i in range(max(self.class_to_idx.values()) + 1)]
+        for name, label in self.class_to_idx.items():
+            self.classes[label] = name
         files: list[Path] = []
         labels: list[int] = []
-        for label, name in enumerate(self.classes):
+        for name in sorted(self.class_to_idx):
             found = sorted((self.root / name).rglob("*.npz"))
             files.extend(found)
-            labels.extend([label] * len(found))
+            labels.extend([self.class_to_idx[name]] * len(found))
         if not files:
             raise ValueError(f"no .npz files under {self.root}/<class>/")
         self.files = files
@@ -90,18 +111,17 @@ def write_npz_folder(
     labels: Iterable[int],
     class_names: Sequence[str] | None = None,
 ) -> Path:
-    """Write samples as ``root/<class>/<index>.npz``; class folders are zero-padded label numbers by default.
+    """Write samples as ``root/<class>/<index>.npz``; class folders are the label numbers by default.
 
-    Default names keep the sorted-folder order equal to the label order, so reading back gives the
-    same labels.
+    Default names are ``str(label)`` as the official writer's, which the reader maps back to the same
+    labels; given names must read back the same (sorted names, or the numbers in order).
     """
     root = Path(root)
     labels = [int(x) for x in labels]
     if class_names is None:
-        width = len(str(max(labels, default=0)))
-        class_names = [str(i).zfill(width) for i in range(max(labels, default=-1) + 1)]
-    elif list(class_names) != sorted(class_names):
-        raise ValueError("class_names must be sorted, or the labels read back would differ")
+        class_names = [str(i) for i in range(max(labels, default=-1) + 1)]
+    elif folder_labels(class_names) != {n: i for i, n in enumerate(class_names)}:
+        raise ValueError("class_names must read back as their labels: sorted names, or the numbers 0, 1, ... in order")
     width = len(str(max(len(labels) - 1, 0)))
     count = 0
     for i, (events, label) in enumerate(zip(samples, labels, strict=False)):

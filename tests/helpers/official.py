@@ -23,3 +23,40 @@ def to_dtype_scale_np(x: np.ndarray) -> np.ndarray:
 def to_dtype_scale(x: torch.Tensor) -> torch.Tensor:
     """``v2.ToDtype(torch.float32, scale=True)`` on a uint8 tensor, computed with numpy on the CPU."""
     return torch.from_numpy(to_dtype_scale_np(x.cpu().numpy()))
+
+
+def tv_resize_uint8(x: torch.Tensor, size: tuple[int, int], interpolation: str = "bilinear", avx2: bool = True):
+    """torchvision's ``v2.Resize(size, interpolation, antialias=True)`` on a uint8 CPU tensor, written out.
+
+    torchvision's ``resize_image`` keeps uint8 for bicubic, and for bilinear when the CPU has AVX2 (the
+    official scripts resize in CPU DataLoader workers on AVX2 machines), and calls torch's ``interpolate``
+    on it: torch's native uint8 resampler. Otherwise it resizes float32, clamps (bicubic), rounds, casts.
+    """
+    assert x.dtype == torch.uint8 and x.device.type == "cpu"
+    native = interpolation == "bicubic" or avx2
+    y = torch.nn.functional.interpolate(
+        x if native else x.float(), size=size, mode=interpolation, antialias=True, align_corners=False
+    )
+    if native:
+        return y
+    if interpolation == "bicubic":
+        y = y.clamp_(0, 255)
+    return y.round_().to(torch.uint8)
+
+
+# the official ``selectable_directions``' first pair of each direction (eval mode), (from cell, to cell)
+OFFICIAL_EVAL_PAIRS = [(5, 6), (5, 2), (5, 3), (5, 1), (9, 4), (4, 3), (3, 8), (8, 1)]
+
+
+def official_i2e(img: torch.Tensor, ratio: float, shuffle: tuple[int, ...] = (4, 5, 6, 7, 0, 1, 2, 3)) -> torch.Tensor:
+    """The official ``I2E.forward`` in eval mode on float ``[B, C, H, W]`` -> float events ``[8, B, 2, H, W]``."""
+    w = torch.zeros(8, 1, 3, 3)
+    for i, (a, b) in enumerate(OFFICIAL_EVAL_PAIRS):
+        w[i, 0, (a - 1) // 3, (a - 1) % 3] = -1
+        w[i, 0, (b - 1) // 3, (b - 1) % 3] = 1
+    w = w[list(shuffle)]
+    v = torch.nn.functional.pad(img.max(1, keepdim=True)[0], (1, 1, 1, 1), mode="replicate")
+    rng = (v.amax(dim=(2, 3), keepdim=True) - v.amin(dim=(2, 3), keepdim=True)).unsqueeze(0)
+    dv = torch.nn.functional.conv2d(v, w).permute(1, 0, 2, 3)
+    out = torch.stack([dv * dv.ge(0).float(), -dv * dv.lt(0).float()], dim=2)
+    return out.ge(rng * ratio).float()
