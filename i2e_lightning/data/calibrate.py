@@ -47,6 +47,10 @@ def sample_images(dataset, samples: int, seed: int = 0, progress=None) -> Tensor
     images = []
     for i in idx:
         item = dataset[i]
+        if item is None:  # a corrupt image that the dataset's skip_corrupt dropped
+            if progress is not None:
+                progress()
+            continue
         img = item[0] if isinstance(item, (tuple, list)) else item
         if not isinstance(img, Tensor) or img.dim() != 3:
             raise ValueError(
@@ -56,6 +60,8 @@ def sample_images(dataset, samples: int, seed: int = 0, progress=None) -> Tensor
         images.append(img)
         if progress is not None:
             progress()
+    if not images:
+        raise ValueError(f"all {k} drawn images were corrupt (skipped): check the dataset")
     return torch.stack(images)
 
 

@@ -14,12 +14,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 
+from ..converter.images import decode_image_file
 from .base import ImageDataModule
 from .transforms import center_crop, random_hflip, random_resized_crop, resize_shorter_uint8, resize_uint8
 
@@ -37,14 +36,9 @@ def collate_skip_none(batch: list[Any]) -> Any:
 
 
 def decode_image(path: str | Path) -> torch.Tensor:
-    """Decode with Pillow, convert to RGB -> uint8 ``[3, H, W]``; ``ValueError`` naming the file if it is corrupt."""
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            array = np.asarray(img, dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"corrupt or unreadable image file {path}: {exc}") from exc
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    """uint8 RGB ``[3, H, W]`` of an image file (16-bit and float images scaled to 8 bits or refused, see
+    :func:`i2e_lightning.converter.images.decode_image_file`); ``ValueError`` naming the file if it is corrupt."""
+    return torch.from_numpy(decode_image_file(path, "RGB")).permute(2, 0, 1).contiguous()
 
 
 class ImageFolderDataset(Dataset):

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from ..converter import I2E
 from .hdf5 import EventFileMeta, EventH5Writer
@@ -63,6 +64,7 @@ class ConvertResult:
     counts: np.ndarray = field(repr=False)  # int64 [T, 2] events per timestep and polarity
     bytes_written: int = 0  # packed event + label bytes written in this call
     file_bytes: int = 0
+    skipped: int = 0  # samples dropped as corrupt (skip_corrupt), in the whole file
 
     @property
     def event_rate(self) -> float:
@@ -119,6 +121,29 @@ def _events_to_rows(ev: torch.Tensor, in_torch: bool | None = None) -> tuple[np.
     return rows, counts
 
 
+class _Indexed(Dataset):
+    """``(dataset index, sample)`` of ``dataset[start + i]``: the collate knows which samples were skipped."""
+
+    def __init__(self, dataset: Dataset, start: int, stop: int) -> None:
+        self.dataset, self.start, self.stop = dataset, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, i: int) -> tuple[int, Any]:
+        return self.start + i, self.dataset[self.start + i]
+
+
+def _collate_indexed(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """``_collate`` of the samples that are not ``None`` (a dataset's ``skip_corrupt``), and the skipped indices."""
+    skipped = [i for i, item in batch if item is None]
+    kept = [item for _, item in batch if item is not None]
+    if not kept:
+        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), skipped
+    images, labels = _collate(kept)
+    return images, labels, skipped
+
+
 def _collate(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack ``(image [C, H, W], label)`` pairs; grey images join RGB ones (max(R, G, B) of grey is grey)."""
     images = [x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x)) for x, _ in batch]
@@ -136,7 +161,13 @@ def _collate(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _sample_image(dataset: Dataset) -> torch.Tensor:
-    item = dataset[0]
+    item = None
+    for index in range(len(dataset)):  # the first sample a skip_corrupt dataset does not drop
+        item = dataset[index]
+        if item is not None:
+            break
+    if item is None:
+        raise ValueError("every image of the dataset is corrupt (all were skipped): check the data")
     if not isinstance(item, (tuple, list)) or len(item) < 2:
         raise ValueError("the dataset must yield (image, label) pairs")
     image = item[0]
@@ -218,17 +249,17 @@ def convert_dataset(
     t_start = time.perf_counter()
     counts = np.zeros((converter.timesteps, 2), dtype=np.int64)
     with EventH5Writer(out_path, meta, overwrite=overwrite, compression=compression) as writer:
-        start = writer.num_written
+        start = writer.num_consumed
+        rows_before = writer.num_written
         if writer.resumed:
-            console.print(f"resuming {out_path} at row {start:,} of {total:,}")
-        todo = Subset(dataset, range(start, total)) if (start or total < len(dataset)) else dataset
+            console.print(f"resuming {out_path} at sample {start:,} of {total:,}")
         loader = DataLoader(
-            todo,
+            _Indexed(dataset, start, total),
             batch_size=batch_size,
             shuffle=False,
             num_workers=num_workers,
             pin_memory=dev.type == "cuda",
-            collate_fn=_collate,
+            collate_fn=_collate_indexed,
         )
         columns = (
             TextColumn("[bold]converting[/bold] {task.description}"),
@@ -241,7 +272,11 @@ def convert_dataset(
         try:
             with Progress(*columns, console=console, disable=not progress) as bar:
                 task = bar.add_task(f"{split or 'dataset'} -> {out_path.name}", total=total, completed=start)
-                for images, labels in loader:
+                for images, labels, skipped in loader:
+                    if not len(images):  # every sample of the batch was skipped as corrupt
+                        writer.append(np.zeros((0, meta.row_bytes), np.uint8), [], skipped=skipped)
+                        bar.update(task, advance=len(skipped))
+                        continue
                     if images.shape[-2:] != (h, w):
                         raise ValueError(
                             f"dataset images differ in size ({(h, w)} at sample 0, {tuple(images.shape[-2:])} "
@@ -252,20 +287,22 @@ def convert_dataset(
                     if converter.layout == "BTCHW":
                         ev = ev.transpose(0, 1)  # back to the contiguous [T, B, ...] buffer
                     rows, batch_counts = _events_to_rows(ev)
-                    writer.append(rows, labels.numpy())
+                    writer.append(rows, labels.numpy(), skipped=skipped)
                     counts += batch_counts
-                    bar.update(task, advance=rows.shape[0])
+                    bar.update(task, advance=rows.shape[0] + len(skipped))
             writer.finish()
         finally:
             converter.train(was_training)
         num_rows = writer.num_written
+        skipped_total = len(writer.skipped)
     seconds = time.perf_counter() - t_start
-    converted = num_rows - start
+    converted = num_rows - rows_before
     return ConvertResult(
         path=out_path,
         num_rows=num_rows,
         converted=converted,
         resumed_from=start,
+        skipped=skipped_total,
         seconds=seconds,
         shape=shape,
         counts=counts,
@@ -287,7 +324,8 @@ def print_summary(result: ConvertResult, console: Console) -> None:
     r = result
     console.print(
         f"[green]wrote[/green] {r.path}: {r.num_rows:,} rows of shape {r.shape}"
-        + (f" (resumed at row {r.resumed_from:,})" if r.resumed_from else "")
+        + (f" (resumed at sample {r.resumed_from:,})" if r.resumed_from else "")
+        + (f", {r.skipped:,} corrupt images skipped" if r.skipped else "")
     )
     if r.converted == 0:
         console.print("nothing left to convert")

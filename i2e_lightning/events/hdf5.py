@@ -247,6 +247,8 @@ class EventH5Writer:
         self._events = self._file["events"]
         self._labels = self._file["labels"]
         self.num_written = _num_written(self._file)
+        # dataset indices dropped as corrupt (skip_corrupt): the next sample to convert is rows + skipped
+        self.skipped = [int(i) for i in np.atleast_1d(self._file.attrs.get("skipped", np.zeros(0, np.int64)))]
         # drop rows beyond num_written (a batch written before a kill, not yet counted)
         if self._events.shape[0] != self.num_written or self._labels.shape[0] != self.num_written:
             self._events.resize(self.num_written, axis=0)
@@ -334,8 +336,17 @@ class EventH5Writer:
     def complete(self) -> bool:
         return bool(self._file.attrs["complete"])
 
-    def append(self, packed: np.ndarray, labels: np.ndarray | Sequence[int]) -> int:
-        """Append rows (uint8 ``[n, row_bytes]``) and their labels; returns the new ``num_written``."""
+    @property
+    def num_consumed(self) -> int:
+        """Dataset samples done: rows written plus samples skipped as corrupt."""
+        return self.num_written + len(self.skipped)
+
+    def append(self, packed: np.ndarray, labels: np.ndarray | Sequence[int], skipped: Sequence[int] = ()) -> int:
+        """Append rows (uint8 ``[n, row_bytes]``) and their labels; returns the new ``num_written``.
+
+        ``skipped``: dataset indices of this batch that were dropped (corrupt images), recorded with
+        the rows so that a resumed run continues after them.
+        """
         packed = np.asarray(packed)
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != self.meta.row_bytes:
@@ -343,8 +354,14 @@ class EventH5Writer:
         if packed.shape[0] != labels.shape[0]:
             raise ValueError(f"got {packed.shape[0]} rows but {labels.shape[0]} labels")
         n0, n = self.num_written, packed.shape[0]
-        if self.meta.num_samples is not None and n0 + n > self.meta.num_samples:
+        skipped = [int(i) for i in skipped]
+        if self.meta.num_samples is not None and self.num_consumed + n + len(skipped) > self.meta.num_samples:
             raise ValueError(f"appending {n} rows to {n0} exceeds the announced {self.meta.num_samples} samples")
+        if skipped:
+            self.skipped += skipped
+            self._file.attrs["skipped"] = np.asarray(self.skipped, dtype=np.int64)
+            if n == 0:
+                self._file.flush()
         if n == 0:
             return n0
         self._reserve(n)
@@ -384,8 +401,11 @@ class EventH5Writer:
 
     def finish(self) -> None:
         """Mark the file complete (after all rows); checks the announced sample count."""
-        if self.meta.num_samples is not None and self.num_written != self.meta.num_samples:
-            raise ValueError(f"{self.path} holds {self.num_written} rows, {self.meta.num_samples} were announced")
+        if self.meta.num_samples is not None and self.num_consumed != self.meta.num_samples:
+            raise ValueError(
+                f"{self.path} holds {self.num_written} rows (+{len(self.skipped)} skipped), "
+                f"{self.meta.num_samples} were announced"
+            )
         self._file.attrs["num_samples"] = self.num_written
         self._file.attrs["complete"] = True
         self._file.flush()

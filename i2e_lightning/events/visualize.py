@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..converter import I2E
+from ..converter.images import decode_image_file
 
 ON_COLOR = (255, 96, 32)  # orange
 OFF_COLOR = (48, 160, 255)  # blue
@@ -31,12 +32,8 @@ def load_image(path: str | Path) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
-    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
+    rgb = decode_image_file(path, "RGB")  # 16-bit / float images scaled or refused, bombs refused
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
 
 
 def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -242,8 +239,13 @@ def _collect(args) -> list[tuple[torch.Tensor | None, np.ndarray]]:
         for i in args.index:
             if not 0 <= i < len(dataset):
                 raise ValueError(f"--index {i} is out of range: the {args.split} split has {len(dataset)} samples")
-            img = dataset[i][0]
+            item = dataset[i]
+            if item is None:  # skip_corrupt dropped it (the dataset warned, naming the file)
+                continue
+            img = item[0]
             images.append(resize_image(img, size) if size else img)
+        if not images:
+            raise ValueError(f"every requested --index of the {args.split} split is a corrupt image (skipped)")
         return list(zip(images, convert_images(images, dm.converter), strict=True))
     converter = I2E(
         ratio=0.12 if args.ratio is None else args.ratio,
