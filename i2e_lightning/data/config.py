@@ -28,6 +28,12 @@ def resolve_datamodule_class(class_path: str, where: str = "data.class_path") ->
     module_name, _, name = class_path.rpartition(".")
     if not module_name:
         module_name = "i2e_lightning.data"
+    if _source_lacks_class(module_name, name):
+        raise ValueError(
+            f"{where}: {class_path!r} is not a DataModule: {module_name} defines no class {name!r} (checked without "
+            "importing it, which could run its code); give an I2EDataModule subclass, e.g. "
+            "i2e_lightning.data.FashionMNISTDataModule"
+        )
     try:
         module = importlib.import_module(module_name)
         cls = getattr(module, name)
@@ -37,6 +43,50 @@ def resolve_datamodule_class(class_path: str, where: str = "data.class_path") ->
     if not (isinstance(cls, type) and issubclass(cls, I2EDataModule)):
         raise ValueError(f"{where}: {class_path!r} is not an I2EDataModule subclass")
     return cls
+
+
+def _module_source(module_name: str) -> str | None:
+    """The source of a module found on ``sys.path`` without importing it or its packages (None: unknown)."""
+    from importlib.machinery import PathFinder
+
+    search = None
+    spec = None
+    for part in module_name.split("."):
+        spec = PathFinder.find_spec(part, search)
+        if spec is None:
+            return None
+        search = spec.submodule_search_locations
+    origin = getattr(spec, "origin", None)
+    if not origin or not str(origin).endswith(".py"):
+        return None
+    try:
+        return Path(origin).read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _source_lacks_class(module_name: str, name: str) -> bool:
+    """True when ``module_name``'s source neither defines nor imports a class ``name`` (read, not run)."""
+    import ast
+    import sys
+
+    if module_name in sys.modules:  # already imported: nothing left to protect
+        return False
+    source = _module_source(module_name)
+    if source is None:
+        return False  # a built-in, compiled or namespace module: only the import can tell
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == name and node.bases:
+            return False
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and any((a.asname or a.name) == name for a in node.names):
+            return False
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return False
+    return True
 
 
 def datamodule_from_config(path: str | Path, **init_overrides: Any) -> I2EDataModule:
