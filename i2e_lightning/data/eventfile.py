@@ -103,6 +103,20 @@ class EventFileDataModule(EventDataModule):
         ds = self.event_dataset(split)
         if ds.shape != self.shape:
             raise ValueError(f"{self._path(split)} holds events {ds.shape}, the training file {self.shape}")
+        train = self.event_dataset("train")
+        if split != "train" and ds.meta is not None and train.meta is not None:
+            # events of another ratio or order than the training file's are another dataset: name it
+            differ = [
+                f"{name} {getattr(ds.meta, name)!r} (training file: {getattr(train.meta, name)!r})"
+                for name in ("ratio", "order")
+                if not _same(getattr(ds.meta, name), getattr(train.meta, name))
+            ]
+            if differ:
+                raise ValueError(
+                    f"{self._path(split)} ({split}) was converted with other settings than the training file "
+                    f"{self._path('train')}: {'; '.join(differ)}; convert every split with the same config "
+                    "(python -m i2e_lightning convert --config ... --split ...)"
+                )
         return ds
 
     def loader_dataset(self, split: str) -> Dataset:
@@ -121,3 +135,9 @@ class EventFileDataModule(EventDataModule):
 
         events = unpack_events(batch, self.shape, device=batch.device)  # [B, T, 2, H, W] bool
         return super().device_transform(events[:, : self.timesteps], train)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return abs(float(a) - float(b)) <= 1e-9
+    return tuple(a) == tuple(b) if isinstance(a, (tuple, list)) else a == b
