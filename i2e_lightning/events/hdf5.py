@@ -87,18 +87,40 @@ def read_meta(f: h5py.File, path: str | Path = "") -> EventFileMeta:
     missing += [f"attribute {k!r}" for k in need if k not in f.attrs]
     if missing:
         raise ValueError(f"{path} is not an I2E event file: it lacks {', '.join(missing)}")
-    num = f.attrs.get("num_samples", -1)
-    extra = {k: f.attrs[k] for k in ("num_classes",) if k in f.attrs}
-    return EventFileMeta(
-        shape=tuple(int(s) for s in f.attrs["shape"]),
-        ratio=float(f.attrs["ratio"]),
-        order=tuple(int(d) for d in np.atleast_1d(f.attrs["order"])),
-        resolution=tuple(int(r) for r in f.attrs["resolution"]),
-        source=_attr_str(f.attrs["source"]),
-        split=_attr_str(f.attrs.get("split", "")),
-        num_samples=None if int(num) < 0 else int(num),
-        extra=extra,
-    )
+    a = f.attrs
+
+    def attr(key: str, parse, what: str, default=None):
+        value = a.get(key, default)
+        try:
+            return parse(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{path} is not a valid I2E event file: attribute {key!r} is {value!r}, expected {what} ({exc}); "
+                "convert the images again"
+            ) from None
+
+    def order(value) -> tuple[int, ...]:
+        from ..converter.directions import resolve_order
+
+        return resolve_order([int(d) for d in np.atleast_1d(value)])
+
+    num = attr("num_samples", int, "an integer", -1)
+    extra = {k: a[k] for k in ("num_classes",) if k in a}
+    try:
+        return EventFileMeta(
+            shape=attr("shape", lambda v: tuple(int(s) for s in v), "(T, 2, H, W)"),
+            ratio=attr("ratio", float, "a number in (0, 1)"),
+            order=attr("order", order, "the 8 direction indices 0-7"),
+            resolution=attr("resolution", lambda v: tuple(int(r) for r in v), "(H, W)"),
+            source=_attr_str(a["source"]),
+            split=_attr_str(a.get("split", "")),
+            num_samples=None if num < 0 else num,
+            extra=extra,
+        )
+    except ValueError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ValueError(f"{path} is not a valid I2E event file: {exc}; convert the images again") from None
 
 
 try:  # POSIX advisory locks; elsewhere two writers are not detected (HDF5's own lock still applies)
@@ -193,8 +215,28 @@ class _WriterLock:
 
 def _num_written(f: h5py.File) -> int:
     # files written by other tools may lack the attribute: then every row counts
-    n = int(f.attrs.get("num_written", f["events"].shape[0]))
+    raw = f.attrs.get("num_written", f["events"].shape[0])
+    try:
+        n = int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{f.filename}: attribute 'num_written' is {raw!r}, not a row count: convert again") from None
     return min(n, f["events"].shape[0], f["labels"].shape[0])
+
+
+def _check_datasets(f: h5py.File, path: str | Path, complete: bool) -> None:
+    """The ``events`` / ``labels`` datasets a reader relies on: uint8 rows, 1-D integer labels, one per row."""
+    events, labels = f["events"], f["labels"]
+    fix = "convert the images again (python -m i2e_lightning convert)"
+    if events.dtype != np.uint8 or events.ndim != 2:
+        raise ValueError(f"{path}: 'events' is {events.dtype} {events.shape}, expected packed uint8 rows: {fix}")
+    if labels.ndim != 1:
+        raise ValueError(f"{path}: 'labels' has shape {labels.shape}, expected one label per row (1-D): {fix}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{path}: 'labels' are {labels.dtype}, expected integer class indices: {fix}")
+    if complete and labels.shape[0] != events.shape[0]:
+        raise ValueError(
+            f"{path}: {events.shape[0]} event rows but {labels.shape[0]} labels in a file marked complete: {fix}"
+        )
 
 
 class EventH5Writer:
@@ -454,6 +496,7 @@ class EventH5Reader:
         with f:
             self.meta = read_meta(f, self.path)
             self.complete = bool(f.attrs.get("complete", True))
+            _check_datasets(f, self.path, self.complete)
             self.num_rows = _num_written(f)
             if f["events"].shape[1:] != (self.meta.row_bytes,):
                 raise ValueError(

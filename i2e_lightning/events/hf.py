@@ -126,6 +126,16 @@ class ParquetEvents:
         if missing:
             raise ValueError(f"{self.path} lacks the column(s) {sorted(missing)} of the I2E dataset (it has {names})")
         labels = pf.read(columns=["label"]).column("label")
+        if labels.null_count:
+            first = next(i for i, v in enumerate(labels.is_null().to_pylist()) if v)
+            raise ValueError(
+                f"{self.path}: {labels.null_count} rows have no label (the first: row {first}): "
+                "drop or label them before training"
+            )
+        import pyarrow.types as pat
+
+        if not pat.is_integer(labels.type):
+            raise ValueError(f"{self.path}: the 'label' column is {labels.type}, expected integer class indices")
         self.labels = np.asarray(labels.to_numpy(zero_copy_only=False), dtype=np.int64)
         if len(self.labels) == 0:
             raise ValueError(f"{self.path} holds no rows")
@@ -182,7 +192,12 @@ class ParquetEvents:
         return body
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        return decode_payload(self.payload(index)), int(self.labels[index])
+        events = decode_payload(self.payload(index))
+        if tuple(events.shape) != tuple(self.shape):
+            raise ValueError(
+                f"{self.path} row {index} has shape {tuple(events.shape)}, the first row {self.shape}: mixed shapes"
+            )
+        return events, int(self.labels[index])
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
         for i in range(len(self)):
