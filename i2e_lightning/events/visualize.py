@@ -143,6 +143,33 @@ def check_output(path: str | Path) -> Path:
     return path
 
 
+MAX_PICTURE_PIXELS = 1 << 28  # 268 M pixels (0.8 GB of RGB): far beyond any screen, still fits in memory
+
+
+def _check_picture_size(samples: Sequence, scale: int, columns: int, out: Path) -> None:
+    """Refuse a picture too large to render (e.g. ``--scale 100000``) before allocating it."""
+    if scale < 1 or columns < 1:
+        raise ValueError(f"scale and columns must be >= 1, got scale={scale}, columns={columns}")
+    if not samples:
+        raise ValueError("nothing to draw: no samples")
+    t = max(int(ev.shape[0]) for _, ev in samples)
+    h = max(int(ev.shape[-2]) for _, ev in samples)
+    w = max(int(ev.shape[-1]) for _, ev in samples)
+    rows = math.ceil(len(samples) / columns)
+    per_frame = columns * (2 if out.suffix.lower() == ".gif" else t + 1)
+    pixels = (rows * h * scale) * (per_frame * w * scale)
+    frames = t if out.suffix.lower() == ".gif" else 1
+    if pixels * frames > MAX_PICTURE_PIXELS:
+        largest = max(1, int(math.sqrt(MAX_PICTURE_PIXELS / max(1, rows * h * per_frame * w * frames))))
+        raise ValueError(
+            f"--scale {scale} would draw {pixels * frames * 3 / 2**40:.1f} TiB of RGB pixels "
+            f"({pixels * frames:,} > {MAX_PICTURE_PIXELS:,}): use --scale {largest} or less"
+            if pixels * frames * 3 >= 2**40
+            else f"--scale {scale} would draw {pixels * frames:,} pixels (> {MAX_PICTURE_PIXELS:,}): "
+            f"use --scale {largest} or less"
+        )
+
+
 def save_visualization(
     samples: Sequence[tuple[torch.Tensor | None, np.ndarray]],
     out: str | Path,
@@ -153,6 +180,7 @@ def save_visualization(
 ) -> Path:
     """Write ``samples`` (source image or None, bool events ``[T, 2, H, W]``) as a GIF or PNG strip."""
     out = check_output(out)
+    _check_picture_size(samples, scale, columns, out)
     try:
         if out.suffix.lower() == ".gif":
             frames = render_gif_frames(samples, scale, columns=columns)

@@ -155,7 +155,14 @@ class I2ERuntime:
             options.inter_op_num_threads = 1
         self.model_path = path
         self.requested_providers = choose_providers(providers)
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=self.requested_providers)
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=self.requested_providers)
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types (InvalidProtobuf, Fail, ...)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(
+                f"{path} is not an ONNX model ONNX Runtime can load ({first[:200]}): give a file written by "
+                "`python -m i2e_lightning export-onnx`"
+            ) from None
         self.info = self._read_info()
 
     # -- model description -----------------------------------------------------------------

@@ -86,7 +86,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(
         self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
-        return read_checkpoint(path, trusted=weights_only is False)
+        ckpt = read_checkpoint(path, trusted=weights_only is False)
+        if checkpoint_kind(ckpt) != "lightning" or "state_dict" not in ckpt:
+            raise ValueError(
+                f"{path} is not a Lightning checkpoint of this project (no 'pytorch-lightning_version'; an official "
+                f"I2E .pth?): --ckpt_path restores a whole training state; load its weights with --model.init_from {path}"
+            )
+        return ckpt
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         target = Path(path)

@@ -169,6 +169,22 @@ class SpikingClassifier(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # resuming: the checkpoint's weights win over init_from
         self._init_done = True
+        if self.net is not None and isinstance(checkpoint.get("state_dict"), dict):
+            # name the keys that do not fit before Lightning's strict load raises a torch stack trace
+            from ..models.checkpoint import describe_state_diff
+
+            own = {k: v for k, v in self.state_dict().items() if k.startswith("net.")}
+            theirs = {
+                k.replace("_orig_mod.", ""): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")
+            }
+            problem = describe_state_diff(own, theirs)
+            if problem:
+                hp = checkpoint.get("hyper_parameters") or {}
+                raise ValueError(
+                    f"the checkpoint's network ({hp.get('arch', '?')}, {hp.get('num_classes', '?')} classes) does not "
+                    f"fit this model ({self.hparams.arch}, {self.hparams.num_classes} classes): {problem}; use the "
+                    "config the checkpoint was trained with, or --model.init_from to fine-tune from its weights"
+                )
 
     # -- forward / steps ------------------------------------------------------------------
 
