@@ -19,6 +19,7 @@ bad array gives a ``ValueError`` that says what to change instead of a runtime s
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,23 @@ def event_rate(events: np.ndarray) -> float:
     return float(np.count_nonzero(events)) / events.size if events.size else 0.0
 
 
+def _to_8_bit(im, path: Path):
+    """16-bit images scaled to 8 bits (Pillow's convert clips them), float images in [0, 1] scaled, others refused."""
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N") or (im.mode == "I" and im.format == "PNG"):
+        a = np.clip(np.asarray(im), 0, 65535).astype(np.uint32)
+        return Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8))
+    if im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        if a.size and (not np.isfinite(a).all() or a.min() < 0 or a.max() > 1):
+            raise ValueError(f"{path} is a float image outside [0, 1]: save it as 8-bit or scale it to [0, 1]")
+        return Image.fromarray(np.rint(a * 255).astype(np.uint8))
+    if im.mode == "I":
+        raise ValueError(f"{path} holds 32-bit integers: save it as an 8- or 16-bit image")
+    return im
+
+
 def load_images(paths: Sequence[str | Path], size: tuple[int, int] | None = None, mode: str = "RGB") -> np.ndarray:
     """Decode image files to uint8 ``[N, C, H, W]`` (Pillow needed for files; arrays need no Pillow).
 
@@ -113,11 +131,15 @@ def load_images(paths: Sequence[str | Path], size: tuple[int, int] | None = None
         if not path.is_file():
             raise FileNotFoundError(f"image file {path} does not exist")
         try:
-            with Image.open(path) as im:
-                im = im.convert(mode)
-                if size is not None and im.size != (size[1], size[0]):
-                    im = im.resize((int(size[1]), int(size[0])), Image.Resampling.BICUBIC)
-                a = np.asarray(im, dtype=np.uint8)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    im = _to_8_bit(im, path).convert(mode)
+                    if size is not None and im.size != (size[1], size[0]):
+                        im = im.resize((int(size[1]), int(size[0])), Image.Resampling.BICUBIC)
+                    a = np.asarray(im, dtype=np.uint8)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ValueError(f"{path} is too large to decode safely ({exc}): a decompression bomb?") from None
         except OSError as exc:
             raise ValueError(f"{path} is not a readable image ({exc})") from None
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))

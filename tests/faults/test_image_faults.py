@@ -125,3 +125,18 @@ def test_visualize_honours_skip_corrupt(folder_with_a_corrupt_image: Path, tmp_p
                     "--out", str(tmp_path / "v.png")], cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "1.png" in proc.stderr and (tmp_path / "v.png").is_file()
+
+
+def test_onnx_runtime_loader_scales_16_bit_and_refuses_bombs(tmp_path: Path, monkeypatch) -> None:
+    from i2e_lightning.onnx.runtime import load_images
+
+    ramp = np.tile(np.linspace(0, 65535, 256).round().astype(np.uint16), (4, 1))
+    Image.fromarray(ramp).save(tmp_path / "ramp16.png")
+    got = load_images([tmp_path / "ramp16.png"], mode="L")[0, 0]
+    assert np.array_equal(got, np.rint(ramp.astype(np.float64) * 255 / 65535).astype(np.uint8))
+    Image.fromarray(np.full((4, 4), 3.0, np.float32), mode="F").save(tmp_path / "f.tif")
+    with pytest.raises(ValueError, match=r"f\.tif is a float image outside \[0, 1\]"):
+        load_images([tmp_path / "f.tif"])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ValueError, match=r"ramp16\.png is too large to decode safely"):
+        load_images([tmp_path / "ramp16.png"])
