@@ -9,7 +9,7 @@ FMNIST ?= /usr/share/datasets/fashion-mnist
 CONFIG ?= configs/fashion_mnist.yaml
 PYTEST_ARGS ?=
 
-.PHONY: help install data train test test-fast wheel-smoke lint bench clean
+.PHONY: help install data train test test-fast wheel-smoke lint bench docs clean
 
 help:
 	@echo "make train     train the default (I2E Fashion-MNIST, CPU) and test it"
@@ -18,6 +18,7 @@ help:
 	@echo "make wheel-smoke build the wheel, install it in a fresh venv, run it from outside the repository"
 	@echo "make lint      ruff"
 	@echo "make bench     the benchmarks of docs/BENCHMARKS.md"
+	@echo "make docs      regenerate what README/docs take from the default config (pictures, outputs, tables)"
 
 # torch: .ci/install-torch picks the build. A host without a GPU never gets the multi-gigabyte CUDA build: the
 # CPU wheel pip finds (here one lies on local disk), else PyTorch's CPU index; a GPU host the normal wheels.
@@ -69,6 +70,11 @@ test-fast: data
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# every part of README.md / docs/ marked <!-- make-docs:... --> (and the pictures, and export/i2e_runtime.py);
+# running it twice changes nothing
+docs: data
+	$(PY) docs/generate.py
 
 bench: $(STAMP)
 	$(PY) -m i2e_lightning bench all
