@@ -21,6 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from .. import models as _models
 from ..events.packed import PackedEvents
 from .checkpoint import load_init_weights
+from .event_mix import mixup_or_cutmix, random_temporal_deletion
 
 STAGES = ("train", "val", "test")
 
@@ -39,12 +40,21 @@ class SpikingClassifier(L.LightningModule):
         nesterov: Nesterov momentum for SGD.
         weight_decay: L2 penalty (SGD) or decoupled decay (AdamW).
         betas: AdamW betas.
-        scheduler: ``"cosine"`` (decay to ``eta_min``), or ``"none"`` (constant lr).
+        scheduler: ``"cosine"`` (decay to ``eta_min``), ``"step"`` (times ``decay_rate`` every
+            ``decay_epochs``, timm's ``StepLRScheduler`` as the official ``--scheduler stepLR``) or
+            ``"none"`` (constant lr).
         eta_min: the final learning rate of the cosine decay (the paper: 5e-5).
+        decay_epochs: step scheduler period in epochs (official ``--decay_t``, 30).
+        decay_rate: step scheduler factor (official ``--decay_rate``, 0.1).
         warmup_epochs: linear warm-up from ``lr * warmup_start_factor`` over these epochs (fractional allowed).
         warmup_start_factor: the first warm-up lr as a fraction of ``lr``.
         scheduler_interval: update the lr every ``"epoch"`` (as the paper) or every ``"step"``.
         label_smoothing: of the cross-entropy loss (the paper: 0.1).
+        mixup: mix each training batch by cutmix or mixup (one of the two, equal odds) for the first
+            ``mixup_fraction`` of the epochs, as the official ``--mixup``.
+        mixup_fraction: share of ``max_epochs`` with mixup (official: 2/3).
+        t_train: random temporal deletion: train on ``t_train`` random timesteps (kept in order) of
+            each batch, as the official ``--t_train``; 0 keeps all.
         compile: ``torch.compile`` the network (in place, so checkpoints keep plain parameter names).
         init_from: checkpoint to initialise the weights from, before training or evaluation: one of
             ours (a Lightning ``.ckpt``) or an official I2E checkpoint (``state_dict`` of the official
@@ -65,12 +75,17 @@ class SpikingClassifier(L.LightningModule):
         nesterov: bool = False,
         weight_decay: float = 2e-4,
         betas: tuple[float, float] = (0.9, 0.999),
-        scheduler: Literal["cosine", "none"] = "cosine",
+        scheduler: Literal["cosine", "step", "none"] = "cosine",
         eta_min: float = 5e-5,
+        decay_epochs: float = 30.0,
+        decay_rate: float = 0.1,
         warmup_epochs: float = 0.0,
         warmup_start_factor: float = 0.1,
         scheduler_interval: Literal["epoch", "step"] = "epoch",
         label_smoothing: float = 0.1,
+        mixup: bool = False,
+        mixup_fraction: float = 2.0 / 3.0,
+        t_train: int = 0,
         compile: bool = False,
         init_from: str | None = None,
         spike_log_every_n_steps: int = 50,
@@ -80,8 +95,12 @@ class SpikingClassifier(L.LightningModule):
             raise ValueError(f"unknown model arch {arch!r}: choose one of {sorted(_models.list_models())}")
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
-        if scheduler not in ("cosine", "none"):
-            raise ValueError(f"scheduler must be 'cosine' or 'none', got {scheduler!r}")
+        if scheduler not in ("cosine", "step", "none"):
+            raise ValueError(f"scheduler must be 'cosine', 'step' or 'none', got {scheduler!r}")
+        if decay_epochs <= 0 or not 0.0 < decay_rate <= 1.0:
+            raise ValueError(f"need decay_epochs > 0 and 0 < decay_rate <= 1, got {decay_epochs}, {decay_rate}")
+        if t_train < 0:
+            raise ValueError(f"t_train must be >= 0 (0 keeps every timestep), got {t_train}")
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         if lr <= 0 or eta_min < 0 or eta_min > lr:
@@ -229,6 +248,9 @@ class SpikingClassifier(L.LightningModule):
         if labels is None:
             raise ValueError(f"{stage} batches need labels: got events only")
         net = self._require_net()
+        targets = labels
+        if stage == "train":
+            events, targets = self._train_batch_augment(events, labels)
         record = self._want_spikes(stage, batch_idx)
         rates: dict[str, float] = {}
         if record:
@@ -240,7 +262,7 @@ class SpikingClassifier(L.LightningModule):
         finally:
             if record:
                 _models.set_spike_recording(net, False)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.hparams.label_smoothing)
+        loss = F.cross_entropy(logits.float(), targets, label_smoothing=self.hparams.label_smoothing)
         bs = labels.shape[0]
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=bs, sync_dist=True)
@@ -259,6 +281,16 @@ class SpikingClassifier(L.LightningModule):
                 sync_dist=True,
             )
         return loss
+
+    def _train_batch_augment(self, events: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """The official per-batch training augmentation: temporal deletion, then mixup/cutmix."""
+        hp = self.hparams
+        events = random_temporal_deletion(events, hp.t_train)
+        if hp.mixup and self._trainer is not None:
+            until = (self.trainer.max_epochs or 1) * hp.mixup_fraction
+            if self.current_epoch <= until:  # the official `epoch <= epochs * 2 / 3`
+                return mixup_or_cutmix(events, labels, int(hp.num_classes))
+        return events, labels
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, "train", batch_idx)
@@ -304,6 +336,9 @@ class SpikingClassifier(L.LightningModule):
             opt = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
         if hp.scheduler == "none":
             return opt
+        if hp.scheduler == "step":  # per epoch, as timm's StepLRScheduler stepped with the epoch
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, _StepDecay(hp.decay_epochs, hp.decay_rate))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         step_wise = hp.scheduler_interval == "step"
         if step_wise:
             total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -316,6 +351,16 @@ class SpikingClassifier(L.LightningModule):
             opt, _CosineWithWarmup(total, warmup, hp.eta_min / hp.lr, hp.warmup_start_factor)
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": hp.scheduler_interval}}
+
+
+class _StepDecay:
+    """lr factor ``decay_rate ** (epoch // decay_epochs)`` (a picklable class)."""
+
+    def __init__(self, decay_epochs: float, decay_rate: float) -> None:
+        self.decay_epochs, self.decay_rate = float(decay_epochs), float(decay_rate)
+
+    def __call__(self, epoch: int) -> float:
+        return self.decay_rate ** math.floor(epoch / self.decay_epochs)
 
 
 class _CosineWithWarmup:
