@@ -22,7 +22,8 @@ BENCHMARKS: dict[str, str] = {
     "conversion_share": "share of a training step spent converting",
     "dataloader": "data-loader throughput: uint8 images + conversion vs pre-converted HDF5 events",
     "memory": "peak memory per batch size (converter, training step)",
-    "onnx_speed": "ONNX Runtime converter vs PyTorch eager",
+    "onnx_speed": "ONNX Runtime converter vs PyTorch eager (bool and packed output)",
+    "nir_agreement": "NIR export read by Norse on the Fashion-MNIST test set; accuracy cost of NIR pooling",
 }
 
 

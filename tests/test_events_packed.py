@@ -125,3 +125,17 @@ def test_converter_packed_rows_feed_the_models():
     model = create_model("spiking_cnn", channels=(4,), input_size=(12, 12)).eval()
     with torch.no_grad():
         assert torch.equal(model(packed), model(conv(x).float()))
+
+
+def test_lightning_module_unpacks_packed_batches():
+    from i2e_lightning.converter import I2E
+    from i2e_lightning.training.module import SpikingClassifier
+
+    module = SpikingClassifier(arch="spiking_cnn", num_classes=3, in_channels=2, model_kwargs={"channels": [4]})
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    packed = I2E(0.12, 4, 2).eval().packed(x)
+    labels = torch.tensor([0, 2])
+    events, got_labels = module._unpack((packed, labels))
+    assert torch.equal(events, I2E(0.12, 4, 2).eval()(x).float()) and got_labels is labels
+    events, none = module._unpack(packed)  # a PackedEvents alone is a batch, not an (events, labels) pair
+    assert events.shape == (2, 2, 2, 32, 32) and none is None
