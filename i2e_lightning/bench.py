@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "dataloader": "data-loader throughput: uint8 images + conversion vs pre-converted HDF5 events",
     "memory": "peak memory per batch size (converter, training step)",
     "onnx_speed": "ONNX Runtime converter vs PyTorch eager (bool and packed output)",
+    "onnx_classifier_speed": "ONNX classifier (converter + network) vs PyTorch",
     "nir_agreement": "NIR export read by Norse on the Fashion-MNIST test set; accuracy cost of NIR pooling",
 }
 
