@@ -63,6 +63,7 @@ def resize_uint8(x: Tensor, size: int | tuple[int, int] | list[int], interpolati
     xb = x.unsqueeze(0) if single else x
     if tuple(xb.shape[-2:]) == size:
         return x
+    # torch's native uint8 kernel, not kornia's float resize: the one bit-exact with the official pipeline
     src = xb if xb.device.type == "cpu" else xb.cpu()
     out = F.interpolate(src, size=size, mode=interpolation, antialias=True, align_corners=False)
     out = out.to(xb.device, non_blocking=True)
