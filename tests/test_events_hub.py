@@ -168,3 +168,38 @@ def test_event_datamodule_takes_hub_names(tmp_path, offline, monkeypatch):
     dm = EventFileDataModule(train_path="hf://I2E-Tiny/train", test_path="hf://I2E-Tiny/validation", num_workers=0)
     assert dm.shape == (3, 2, 5, 4) and len(dm.event_dataset("train")) == 9
     assert len(dm.event_dataset("test")) == 3
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "npz"])
+def test_every_format_written_from_an_event_file_reads_back_the_same(tmp_path, fmt):
+    from i2e_lightning.events import EventFileMeta, EventH5Writer
+    from i2e_lightning.events.formats import write_format
+
+    events, labels = _samples(11, 5)
+    labels[3] = 7  # a label folder past a gap, for npz
+    h5 = tmp_path / "e.h5"
+    meta = EventFileMeta(
+        shape=(3, 2, 5, 4),
+        ratio=0.15,
+        order=(4, 5, 6, 7, 0, 1, 2, 3),
+        resolution=(5, 4),
+        source="unit",
+        split="train",
+        num_samples=11,
+    )
+    with EventH5Writer(h5, meta) as w:
+        w.append(np.packbits(events.reshape(11, -1), axis=-1), labels)
+        w.finish()
+    seen = []
+    out = write_format(h5, tmp_path / f"out.{fmt}", fmt, on_rows=seen.append)
+    assert sum(seen) == 11 and not (tmp_path / f"out.{fmt}.partial").exists()
+    ds = EventFileDataset(out)
+    assert ds.kind == fmt and len(ds) == 11 and ds.shape == (3, 2, 5, 4)
+    pairs = sorted((int(lbl), ev.numpy().tobytes()) for ev, lbl in (ds[i] for i in range(11)))
+    want = sorted((int(lbl), ev.tobytes()) for ev, lbl in zip(events, labels, strict=True))
+    assert pairs == want  # same samples with the same labels (npz folders are read in label order)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        write_format(h5, out, fmt)
+    write_format(h5, out, fmt, overwrite=True)
+    with pytest.raises(ValueError, match="format must be one of h5, parquet, npz"):
+        write_format(h5, tmp_path / "x", "tfrecord")
