@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ConfigNotFoundError", "configs_dir", "list_configs", "resolve_config"]
+__all__ = ["ConfigNotFoundError", "configs_dir", "list_configs", "resolve_config", "resolve_config_args"]
 
 _PACKAGE = Path(__file__).resolve().parent
 _SUFFIXES = (".yaml", ".yml")
@@ -78,3 +78,21 @@ def resolve_config(value: str) -> str:
         f"config {text!r} is neither a file nor a shipped config; pass a YAML path or one of: {names} "
         "(`i2e-lightning configs` lists them)"
     )
+
+
+def resolve_config_args(argv: list[str]) -> list[str]:
+    """Command-line arguments with every ``--config`` / ``-c`` value passed through :func:`resolve_config`."""
+    out: list[str] = []
+    take_next = False
+    for arg in argv:
+        if take_next:
+            out.append(resolve_config(arg))
+            take_next = False
+        elif arg in ("--config", "-c"):
+            out.append(arg)
+            take_next = True
+        elif arg.startswith("--config="):
+            out.append("--config=" + resolve_config(arg[len("--config=") :]))
+        else:
+            out.append(arg)
+    return out

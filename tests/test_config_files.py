@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from i2e_lightning import config_files
-from i2e_lightning.config_files import ConfigNotFoundError, configs_dir, list_configs, resolve_config
+from i2e_lightning.config_files import (
+    ConfigNotFoundError,
+    configs_dir,
+    list_configs,
+    resolve_config,
+    resolve_config_args,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,3 +69,16 @@ def test_installed_layout_is_preferred(tmp_path: Path, monkeypatch) -> None:
     assert configs_dir() is None and list_configs() == []
     with pytest.raises(ConfigNotFoundError, match="none are installed"):
         resolve_config("fashion_mnist")
+
+
+def test_command_line_values_are_resolved(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    fm = str(REPO / "configs" / "fashion_mnist.yaml")
+    ddp = str(REPO / "configs" / "trainer" / "ddp.yaml")
+    argv = ["fit", "--config", "fashion_mnist", "-c", "trainer/ddp", "--trainer.max_epochs", "1"]
+    assert resolve_config_args(argv) == ["fit", "--config", fm, "-c", ddp, "--trainer.max_epochs", "1"]
+    assert resolve_config_args(["--config=fashion_mnist", "--data.init_args.config", "x"]) == [
+        f"--config={fm}",
+        "--data.init_args.config",
+        "x",
+    ]
