@@ -1,4 +1,4 @@
-"""Spiking networks on snnTorch neurons: MS-ResNet18/34 (official I2E layout) and a small spiking CNN.
+"""Spiking networks on snnTorch neurons: MS-ResNet18/34/50/101/152 (official I2E layout) and a small spiking CNN.
 
 All models take events ``[T, B, C, H, W]`` (float, time first) and return logits ``[B, num_classes]``
 averaged over T; neuron states start from zero on every forward.
@@ -6,7 +6,16 @@ averaged over T; neuron states start from zero on every forward.
 
 from .checkpoint import describe_state_diff, network_state, read_checkpoint
 from .cnn import SpikingCNN, spiking_cnn
-from .ms_resnet import MSBasicBlock, MSResNet, ms_resnet18, ms_resnet34
+from .ms_resnet import (
+    MSBasicBlock,
+    MSBottleneck,
+    MSResNet,
+    ms_resnet18,
+    ms_resnet34,
+    ms_resnet50,
+    ms_resnet101,
+    ms_resnet152,
+)
 from .neurons import ATan, ATanSpike, MultiStepLeaky
 from .official import load_official, official_state_dict, save_official, to_official_state_dict
 from .registry import create_model, list_models, register_model
@@ -16,6 +25,7 @@ __all__ = [
     "ATan",
     "ATanSpike",
     "MSBasicBlock",
+    "MSBottleneck",
     "MSResNet",
     "MultiStepLeaky",
     "SpikingCNN",
@@ -26,6 +36,9 @@ __all__ = [
     "load_official",
     "ms_resnet18",
     "ms_resnet34",
+    "ms_resnet50",
+    "ms_resnet101",
+    "ms_resnet152",
     "network_state",
     "official_state_dict",
     "read_checkpoint",

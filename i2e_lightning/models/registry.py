@@ -7,13 +7,16 @@ from collections.abc import Callable
 from torch import nn
 
 from .cnn import spiking_cnn
-from .ms_resnet import ms_resnet18, ms_resnet34
+from .ms_resnet import ms_resnet18, ms_resnet34, ms_resnet50, ms_resnet101, ms_resnet152
 
 __all__ = ["create_model", "list_models", "register_model"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {
     "ms_resnet18": ms_resnet18,
     "ms_resnet34": ms_resnet34,
+    "ms_resnet50": ms_resnet50,
+    "ms_resnet101": ms_resnet101,
+    "ms_resnet152": ms_resnet152,
     "spiking_cnn": spiking_cnn,
 }
 
