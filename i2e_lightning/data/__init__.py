@@ -5,6 +5,7 @@ from .cifar import CIFAR10DataModule, CIFAR100DataModule
 from .cifar10dvs import CIFAR10DVSDataModule
 from .config import datamodule_from_config
 from .eventfile import EventFileDataModule
+from .fake import FakeDataModule
 from .imagefolder import ImageFolderDataModule
 from .mnist import FashionMNISTDataModule, MNISTDataModule
 
@@ -14,6 +15,7 @@ __all__ = [
     "CIFAR100DataModule",
     "EventDataModule",
     "EventFileDataModule",
+    "FakeDataModule",
     "FashionMNISTDataModule",
     "I2EDataModule",
     "ImageDataModule",
