@@ -65,8 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_export(path: Path, converter, net=None, size=(32, 32), input_dtype: str = "float32") -> str:
-    """Run the file in ONNX Runtime against PyTorch on a few random images; return a one-line verdict."""
+def _check_export(path: Path, converter, net=None, size=(32, 32), input_dtype: str = "float32") -> tuple[bool, str]:
+    """Run the file in ONNX Runtime against PyTorch on a few random images: (passed, one-line verdict).
+
+    NaN/Inf logits fail the check (a diverged network exports without complaint otherwise)."""
     import numpy as np
     import torch
 
@@ -82,11 +84,17 @@ def _check_export(path: Path, converter, net=None, size=(32, 32), input_dtype: s
         events = converter.eval()(x)
         if net is None:
             ok = np.array_equal(got, events.numpy())
-            return f"events equal PyTorch bit for bit: {ok}"
+            return True, f"events equal PyTorch bit for bit: {ok}"
         ref = net.eval()(events.float()).numpy()
+    bad = [name for name, logits in (("ONNX Runtime", got), ("PyTorch", ref)) if not np.isfinite(logits).all()]
+    if bad:
+        return False, (
+            f"check FAILED: the {' and '.join(bad)} logits hold NaN/Inf on random images: the network's weights "
+            "are non-finite (a diverged run?) or it overflows; export a checkpoint from before the divergence"
+        )
     diff = float(np.abs(got - ref).max())
     same = bool((got.argmax(1) == ref.argmax(1)).all())
-    return f"max |logit difference| vs PyTorch {diff:.2e}, same argmax: {same}"
+    return True, f"max |logit difference| vs PyTorch {diff:.2e}, same argmax: {same}"
 
 
 def _fill_from_config(args: argparse.Namespace) -> None:
@@ -97,11 +105,37 @@ def _fill_from_config(args: argparse.Namespace) -> None:
     conv = getattr(dm, "converter", None)
     if conv is None:
         raise ValueError(f"{args.config}: {type(dm).__name__} ships recorded events and has no converter to export")
+    # what the config decided (not the command line): checked against a checkpoint's own settings
+    args.config_settings = {
+        k: v for k, v in (("ratio", conv.ratio), ("order", list(conv.order))) if getattr(args, k) is None
+    }
     args.ratio = conv.ratio if args.ratio is None else args.ratio
     args.order = list(conv.order) if args.order is None else args.order
     args.timesteps = conv.timesteps if args.timesteps is None else args.timesteps
     if args.image_size is None and getattr(dm, "resolution", None) is not None:
         args.image_size = list(dm.resolution)
+
+
+def _check_config_against_checkpoint(args: argparse.Namespace, saved: dict) -> None:
+    """A --config whose ratio/order differ from the checkpoint's own would export another converter: name it."""
+    from ..converter.directions import resolve_order
+
+    for key, from_config in (getattr(args, "config_settings", None) or {}).items():
+        trained = saved.get(key)
+        if trained is None:
+            continue
+        same = (
+            abs(float(from_config) - float(trained)) <= 1e-9
+            if key == "ratio"
+            else resolve_order(from_config) == resolve_order(trained)
+        )
+        if not same:
+            flag = f"--{key} {from_config}" if key == "ratio" else f"--order {','.join(map(str, from_config))}"
+            raise ValueError(
+                f"--config {args.config} gives {key} {from_config} but checkpoint {args.ckpt} was trained with "
+                f"{key} {trained}: drop --config (the checkpoint records its settings), or pass {flag} to export "
+                "with the config's value on purpose"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,12 +171,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.check:
                 conv = I2E(ratio, order, timesteps, dtype=out_dtype, layout=layout)
-                console.print(_check_export(path, conv, input_dtype=args.input_dtype))
+                passed, verdict = _check_export(path, conv, input_dtype=args.input_dtype)
+                console.print(verdict)
+                return 0 if passed else 1
             return 0
 
         if args.output_dtype is not None or args.layout is not None:
             raise ValueError("--output-dtype and --layout apply to the converter alone; a classifier outputs logits")
         net, saved = load_checkpoint_model(args.ckpt)
+        _check_config_against_checkpoint(args, saved)
         ratio = args.ratio if args.ratio is not None else saved.get("ratio")
         if ratio is None:
             raise ValueError(
@@ -175,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{size[1]}] -> logits"
         )
         if args.check:
-            console.print(_check_export(path, converter, net, size, args.input_dtype))
+            passed, verdict = _check_export(path, converter, net, size, args.input_dtype)
+            console.print(verdict)
+            return 0 if passed else 1
         return 0
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]export-onnx: {exc}[/]", soft_wrap=True)
