@@ -200,3 +200,19 @@ def test_cli_export_nir_from_a_checkpoint(tmp_path, capsys):
     assert g.metadata["i2e.checkpoint"] == "model.ckpt" and isinstance(g.nodes["stages.1.sn"], nir.LIF)
     assert cli_main(["export-nir", "--ckpt", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 2
     assert "export-nir:" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bottleneck_ms_resnet_round_trip(tmp_path):
+    """MS-ResNet-50's bottleneck blocks (three LIF -> conv -> BN stages) on a one-block-per-stage net."""
+    from i2e_lightning.models.ms_resnet import MSBottleneck, MSResNet
+
+    model = randomized(MSResNet((1, 1, 1, 1), num_classes=4, block=MSBottleneck))
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.mul_(3.0)
+    ev = events(2, 2, 16, 16, p=0.4)
+    got, ref, _ = round_trip(model, (16, 16), ev, tmp_path)
+    assert torch.allclose(got, ref, atol=1e-4), float((got - ref).abs().max())
+    g = export_nir(model, (16, 16))
+    assert {"layer1.0.sn3", "layer1.0.conv3"} <= set(g.nodes)

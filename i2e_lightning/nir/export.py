@@ -43,7 +43,7 @@ from torch import nn
 
 from ..models.cnn import SpikingCNN
 from ..models.layers import SeqAdaptiveAvgPool2d, SeqAvgPool2d, SeqBatchNorm2d, SeqConv2d, SeqMaxPool2d
-from ..models.ms_resnet import MSResNet
+from ..models.ms_resnet import MSBasicBlock, MSBottleneck, MSResNet
 from ..models.neurons import MultiStepLeaky
 
 F32 = np.float32
@@ -302,10 +302,19 @@ def _ms_resnet(model: MSResNet, input_size: tuple[int, int]) -> tuple[_GraphBuil
     for lname in ("layer1", "layer2", "layer3", "layer4"):
         for bi, block in enumerate(getattr(model, lname)):
             p = f"{lname}.{bi}"
+            if not isinstance(block, (MSBasicBlock, MSBottleneck)):
+                raise ValueError(f"{p}: NIR export knows MSBasicBlock and MSBottleneck, got {type(block).__name__}")
+            # LIF -> conv -> BN, two times (basic) or three (bottleneck); the last conv's output joins the stream
+            stages = [(block.conv1, block.bn1), (block.conv2, block.bn2)]
+            if isinstance(block, MSBottleneck):
+                stages.append((block.conv3, block.bn3))
             sn1 = g.add(f"{p}.sn1", lifs[0][1].node((channels, *hw)), stream)
-            c1, hw1 = g.conv(f"{p}.conv1", [sn1], block.conv1, block.bn1, hw, scale)
-            sn2 = g.add(f"{p}.sn2", lifs[0][1].node((block.conv1.out_channels, *hw1)), [c1])
-            c2, hw2 = g.conv(f"{p}.conv2", [sn2], block.conv2, block.bn2, hw1, scale)
+            src, hw2 = sn1, hw
+            for k, (conv, bn) in enumerate(stages, start=1):
+                if k > 1:
+                    src = g.add(f"{p}.sn{k}", lifs[0][1].node((stages[k - 2][0].out_channels, *hw2)), [src])
+                src, hw2 = g.conv(f"{p}.conv{k}", [src], conv, bn, hw2, scale)
+            c2, last = src, stages[-1][0]
             if block.downsample is None:
                 stream = [c2, *stream]
             else:
@@ -317,7 +326,7 @@ def _ms_resnet(model: MSResNet, input_size: tuple[int, int]) -> tuple[_GraphBuil
                     f"{p}.downsample", [sn1], ds[1], ds[2] if isinstance(ds[2], SeqBatchNorm2d) else None, hw, scale
                 )
                 stream = [c2, d]
-            hw, channels = hw2, block.conv2.out_channels
+            hw, channels = hw2, last.out_channels
     if not isinstance(model.avgpool, SeqAdaptiveAvgPool2d) or _pair(model.avgpool.output_size) != (1, 1):
         raise ValueError("MS-ResNet NIR export expects the global average pool (output size 1x1)")
     # global mean: a SumPool2d over the map; the neuron after it sees H*W times its input, so its threshold
@@ -342,7 +351,7 @@ def export_nir(model: nn.Module, input_size: Sequence[int] | None = None, *, met
     """
     if not isinstance(model, SUPPORTED):
         raise ValueError(
-            f"NIR export supports SpikingCNN (spiking_cnn) and MSResNet (ms_resnet18/34), got {type(model).__name__}"
+            f"NIR export supports SpikingCNN (spiking_cnn) and MSResNet (ms_resnet18/34/50/101/152), got {type(model).__name__}"
         )
     if input_size is None:
         if not isinstance(model, SpikingCNN):
