@@ -72,3 +72,18 @@ def test_imagefolder_baseline_i_training_view_is_squashed(tmp_path: Path) -> Non
     short = tv_resize_uint8(raw, (20, int(20 * 50 / 30)), "bilinear")[0]
     top, left = round((20 - 16) / 2), round((short.shape[-1] - 16) / 2)
     assert torch.equal(val, short[:, top : top + 16, left : left + 16])
+
+
+def test_random_resized_crop_resizes_as_torchvision() -> None:
+    from i2e_lightning.data.transforms import random_resized_crop
+
+    x = torch.randint(0, 256, (6, 3, 16, 20), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    # a box over the whole image: v2.RandomResizedCrop is then v2.Resize (uint8 bilinear + antialias)
+    whole = random_resized_crop(x, (12, 9), torch.Generator().manual_seed(1), scale=(1.0, 1.0), ratio=(1.25, 1.25))
+    assert torch.equal(whole, tv_resize_uint8(x, (12, 9), "bilinear"))
+    # 8x8 boxes at random offsets: every output is the torchvision resize of one 8x8 window of its image
+    out = random_resized_crop(x, (11, 11), torch.Generator().manual_seed(2), scale=(0.2, 0.2), ratio=(1.0, 1.0))
+    for i in range(len(x)):
+        windows = torch.cat([x[i : i + 1, :, t : t + 8, s : s + 8] for t in range(9) for s in range(13)])
+        candidates = tv_resize_uint8(windows, (11, 11), "bilinear")
+        assert any(torch.equal(out[i], c) for c in candidates)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import kornia
 import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
@@ -163,10 +162,11 @@ def random_resized_crop(
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
 ) -> Tensor:
-    """torchvision-style RandomResizedCrop with an own box per sample, resized bilinearly to ``size``.
+    """torchvision's RandomResizedCrop with an own box per sample, resized to ``size`` as ``v2.Resize`` does.
 
     Box sampling follows torchvision (10 tries of area/log-ratio draws, then a centre crop of the
-    clamped ratio), vectorised over the batch; one ``kornia.geometry.transform.crop_and_resize`` crops and resizes.
+    clamped ratio), vectorised over the batch; each box is sliced and resized with :func:`resize_uint8`
+    (bilinear, antialias), as the official ``v2.RandomResizedCrop``.
     """
     _check_uint8(x)
     out_h, out_w = _to_size(size)
@@ -196,6 +196,9 @@ def random_resized_crop(
     u = torch.rand(2, b, generator=generator, dtype=torch.float64)
     top = torch.where(first >= 0, (u[0] * (h - bh + 1).double()).long(), (h - bh) // 2)
     left = torch.where(first >= 0, (u[1] * (w - bw + 1).double()).long(), (w - bw) // 2)
-    boxes = _corners(left, top, bw, bh).to(x.device)
-    out = kornia.geometry.transform.crop_and_resize(_as_float(x), boxes, (out_h, out_w), mode="bilinear")
-    return _to_uint8(out)
+    # hand-written rather than kornia's crop_and_resize: the official v2.RandomResizedCrop slices the box and
+    # resizes it with torchvision's uint8 bilinear + antialias, which kornia's float resampling does not match
+    crops = []
+    for i, (y0, x0, ch_i, cw_i) in enumerate(torch.stack([top, left, bh, bw], 1).tolist()):
+        crops.append(resize_uint8(x[i : i + 1, :, y0 : y0 + ch_i, x0 : x0 + cw_i], (out_h, out_w), "bilinear"))
+    return torch.cat(crops)
