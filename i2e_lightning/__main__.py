@@ -1,8 +1,8 @@
-"""``python -m i2e_lightning <command>``: see :mod:`i2e_lightning.cli`."""
+"""``python -m i2e_lightning <command>``: see :mod:`i2e_lightning.commands`."""
 
 import sys
 
-from .cli import main
+from .commands import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,9 +7,9 @@ import textwrap
 import pytest
 import torch
 
+from i2e_lightning.commands.calibrate import main as calibrate_main
 from i2e_lightning.converter import I2E
 from i2e_lightning.converter.calibrate import calibrate_ratio, default_ratios, event_rate, rate_curve
-from i2e_lightning.data.calibrate import main as calibrate_main
 from tests.helpers.official import to_dtype_scale
 
 

@@ -12,7 +12,7 @@ import torch
 import yaml
 from lightning import Trainer
 
-from i2e_lightning import cli
+from i2e_lightning import commands as cli
 from i2e_lightning.data.config import datamodule_from_config
 from i2e_lightning.training import SpikingClassifier
 from tests.helpers.cli import TINY, run_cli
@@ -148,11 +148,11 @@ def test_extra_subcommands_dispatch(monkeypatch, capsys) -> None:
 
 def test_every_extra_command_is_wired() -> None:
     # the table of the shared contract; modules written by other helpers are imported only when used
-    assert cli.EXTRA_COMMANDS["convert"][0] == "i2e_lightning.events.convert"
-    assert cli.EXTRA_COMMANDS["visualize"][0] == "i2e_lightning.events.visualize"
-    assert cli.EXTRA_COMMANDS["export-onnx"][0] == "i2e_lightning.onnx.cli"
-    assert cli.EXTRA_COMMANDS["calibrate"][0] == "i2e_lightning.data.calibrate"
-    assert cli.EXTRA_COMMANDS["bench"][0] == "i2e_lightning.bench"
+    assert cli.EXTRA_COMMANDS["convert"][0] == "i2e_lightning.commands.convert"
+    assert cli.EXTRA_COMMANDS["visualize"][0] == "i2e_lightning.commands.visualize"
+    assert cli.EXTRA_COMMANDS["export-onnx"][0] == "i2e_lightning.commands.export_onnx"
+    assert cli.EXTRA_COMMANDS["calibrate"][0] == "i2e_lightning.commands.calibrate"
+    assert cli.EXTRA_COMMANDS["bench"][0] == "i2e_lightning.commands.bench"
 
 
 @pytest.mark.slow

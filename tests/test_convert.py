@@ -15,8 +15,9 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from i2e_lightning.commands.convert import main, parse_overrides
 from i2e_lightning.converter import I2E
-from i2e_lightning.events.convert import _events_to_rows, auto_batch_size, convert_dataset, main, parse_overrides
+from i2e_lightning.events.convert import _events_to_rows, auto_batch_size, convert_dataset
 from tests.helpers.run_if import RunIf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,7 @@ def test_rows_match_reference_packing(h, w, t):
 def test_convert_writes_exact_rows_and_stats(tmp_path):
     ds = Images(n=130)
     conv = I2E(ratio=0.12, order=2, timesteps=5).train()
-    res = convert_dataset(ds, conv, tmp_path / "a.h5", batch_size=32, progress=False, split="val", source="Images")
+    res = convert_dataset(ds, conv, tmp_path / "a.h5", batch_size=32, split="val", source="Images")
     assert conv.training  # the caller's mode is restored; conversion used canonical pairs
     events, labels, attrs = read(tmp_path / "a.h5")
     np.testing.assert_array_equal(events, reference_rows(ds.images, conv))
@@ -87,7 +88,7 @@ def test_convert_writes_exact_rows_and_stats(tmp_path):
 def test_limit_converts_a_prefix(tmp_path):
     ds = Images(n=50)
     conv = I2E(ratio=0.2)
-    convert_dataset(ds, conv, tmp_path / "l.h5", batch_size=16, limit=20, progress=False)
+    convert_dataset(ds, conv, tmp_path / "l.h5", batch_size=16, limit=20)
     events, labels, attrs = read(tmp_path / "l.h5")
     assert events.shape[0] == 20 and attrs["num_samples"] == 20
     np.testing.assert_array_equal(events, reference_rows(ds.images[:20], conv))
@@ -95,13 +96,13 @@ def test_limit_converts_a_prefix(tmp_path):
 
 def test_resume_after_exception_is_byte_identical(tmp_path):
     conv = I2E(ratio=0.15)
-    convert_dataset(Images(n=230), conv, tmp_path / "full.h5", batch_size=40, progress=False)
+    convert_dataset(Images(n=230), conv, tmp_path / "full.h5", batch_size=40)
     broken = Images(n=230, fail_at=130)  # batches 0-2 (120 rows) get written, batch 3 fails
     with pytest.raises(RuntimeError, match="injected"):
-        convert_dataset(broken, conv, tmp_path / "resumed.h5", batch_size=40, progress=False)
+        convert_dataset(broken, conv, tmp_path / "resumed.h5", batch_size=40)
     events, _, attrs = read(tmp_path / "resumed.h5")
     assert attrs["num_written"] == 120 and events.shape[0] == 120 and not attrs["complete"]
-    res = convert_dataset(Images(n=230), conv, tmp_path / "resumed.h5", batch_size=40, progress=False)
+    res = convert_dataset(Images(n=230), conv, tmp_path / "resumed.h5", batch_size=40)
     assert res.resumed_from == 120 and res.converted == 110
     a, b = read(tmp_path / "full.h5"), read(tmp_path / "resumed.h5")
     assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
@@ -132,7 +133,7 @@ class Images(Dataset):
         return self.images[i], int(self.labels[i])
 
 print("started", flush=True)
-convert_dataset(Images(), I2E(ratio=0.15), sys.argv[1], batch_size=BATCH, progress=False)
+convert_dataset(Images(), I2E(ratio=0.15), sys.argv[1], batch_size=BATCH)
 """
 
 
@@ -157,11 +158,11 @@ def test_resume_after_kill_is_byte_identical(tmp_path):
     n, batch = 230, 50
     conv = I2E(ratio=0.15)
     reference = Images(n=n, h=9, w=11)
-    convert_dataset(reference, conv, tmp_path / "full.h5", batch_size=batch, progress=False)
+    convert_dataset(reference, conv, tmp_path / "full.h5", batch_size=batch)
     run_and_kill(tmp_path / "killed.h5", n, batch, stop=170)  # killed while fetching batch 3
     events, labels, attrs = read(tmp_path / "killed.h5")
     assert attrs["num_written"] == 150 and not attrs["complete"]
-    res = convert_dataset(reference, conv, tmp_path / "killed.h5", batch_size=batch, progress=False)
+    res = convert_dataset(reference, conv, tmp_path / "killed.h5", batch_size=batch)
     assert res.resumed_from == 150
     a, b = read(tmp_path / "full.h5"), read(tmp_path / "killed.h5")
     assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
@@ -172,7 +173,7 @@ def test_random_kills_never_lose_or_repeat_rows(tmp_path):
     n, batch = 3000, 64
     conv = I2E(ratio=0.15)
     reference = Images(n=n, h=9, w=11)
-    convert_dataset(reference, conv, tmp_path / "full.h5", batch_size=batch, progress=False)
+    convert_dataset(reference, conv, tmp_path / "full.h5", batch_size=batch)
     out = tmp_path / "k.h5"
     rng = random.Random(0)
     seen = []
@@ -187,7 +188,7 @@ def test_random_kills_never_lose_or_repeat_rows(tmp_path):
         assert done % batch == 0
         seen.append(done)
     if not read(out)[2]["complete"]:
-        convert_dataset(reference, conv, out, batch_size=batch, progress=False)
+        convert_dataset(reference, conv, out, batch_size=batch)
     a, b = read(tmp_path / "full.h5"), read(out)
     assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
     assert seen == sorted(seen) and any(0 < s < n for s in seen)
@@ -196,21 +197,21 @@ def test_random_kills_never_lose_or_repeat_rows(tmp_path):
 def test_complete_file_is_not_overwritten_and_mismatch_refused(tmp_path):
     ds = Images(n=40)
     out = tmp_path / "c.h5"
-    convert_dataset(ds, I2E(ratio=0.15), out, batch_size=16, progress=False)
+    convert_dataset(ds, I2E(ratio=0.15), out, batch_size=16)
     before = out.read_bytes()
     with pytest.raises(FileExistsError, match="already complete"):
-        convert_dataset(ds, I2E(ratio=0.15), out, batch_size=16, progress=False)
+        convert_dataset(ds, I2E(ratio=0.15), out, batch_size=16)
     assert out.read_bytes() == before
-    convert_dataset(ds, I2E(ratio=0.3), out, batch_size=16, progress=False, overwrite=True)
+    convert_dataset(ds, I2E(ratio=0.3), out, batch_size=16, overwrite=True)
     assert read(out)[2]["ratio"] == pytest.approx(0.3)
     # a partial file made with other settings is not appended to
     with pytest.raises(RuntimeError):
-        convert_dataset(Images(n=40, fail_at=20), I2E(ratio=0.15), out, batch_size=16, progress=False, overwrite=True)
+        convert_dataset(Images(n=40, fail_at=20), I2E(ratio=0.15), out, batch_size=16, overwrite=True)
     for conv, kw in [(I2E(ratio=0.2), {}), (I2E(ratio=0.15, order=0), {}), (I2E(ratio=0.15, timesteps=4), {})]:
         with pytest.raises(ValueError, match="other settings|uint8 rows"):
-            convert_dataset(ds, conv, out, batch_size=16, progress=False, **kw)
+            convert_dataset(ds, conv, out, batch_size=16, **kw)
     with pytest.raises(ValueError, match="split"):
-        convert_dataset(ds, I2E(ratio=0.15), out, batch_size=16, progress=False, split="test")
+        convert_dataset(ds, I2E(ratio=0.15), out, batch_size=16, split="test")
     assert read(out)[2]["num_written"] == 16
 
 
@@ -223,14 +224,14 @@ def test_bad_arguments(tmp_path):
             raise ValueError("CUDA present: nothing to check")
         convert_dataset(ds, I2E(), tmp_path / "x.h5", device="cuda")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        convert_dataset(ds, I2E(), tmp_path / "missing" / "x.h5", progress=False)
+        convert_dataset(ds, I2E(), tmp_path / "missing" / "x.h5")
 
 
 @RunIf(min_cuda_gpus=1)
 def test_gpu_conversion_writes_the_cpu_bytes(tmp_path):
     ds = Images(n=300, h=32, w=32)
-    convert_dataset(ds, I2E(ratio=0.15), tmp_path / "cpu.h5", batch_size=64, device="cpu", progress=False)
-    res = convert_dataset(ds, I2E(ratio=0.15), tmp_path / "gpu.h5", batch_size=64, device="cuda", progress=False)
+    convert_dataset(ds, I2E(ratio=0.15), tmp_path / "cpu.h5", batch_size=64, device="cpu")
+    res = convert_dataset(ds, I2E(ratio=0.15), tmp_path / "gpu.h5", batch_size=64, device="cuda")
     assert res.num_rows == 300
     a, b = read(tmp_path / "cpu.h5"), read(tmp_path / "gpu.h5")
     assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
@@ -260,7 +261,7 @@ def test_cli_converts_a_config_split(tmp_path, capsys):
     imgs = torch.stack([ds[i][0] for i in range(300)])
     np.testing.assert_array_equal(events, reference_rows(imgs, I2E(ratio=0.15)))
     # again: complete -> refused with a hint; --overwrite -> fine
-    assert main([*args, "--no-progress"]) == 1
+    assert main([*args, "--no-progress"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args[:-4], "--limit", "100", "--no-progress", "--overwrite"]) == 0
     assert read(out)[0].shape == (100, 2048)
@@ -283,12 +284,12 @@ def test_overrides_and_auto_batch():
 def test_cli_unknown_override_is_named(tmp_path, capsys):
     cfg = tmp_path / "fm.yaml"
     cfg.write_text("data:\n  class_path: i2e_lightning.data.FashionMNISTDataModule\n")
-    assert main(["--config", str(cfg), "--out", str(tmp_path / "o.h5"), "--set", "bogus=1"]) == 1
+    assert main(["--config", str(cfg), "--out", str(tmp_path / "o.h5"), "--set", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err
 
 
 def test_cli_errors(tmp_path, capsys):
-    assert main(["--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o.h5")]) == 1
+    assert main(["--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o.h5")]) == 2
     assert "none.yaml" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--config", "x.yaml", "--out", "o.h5", "--split", "dev"])
@@ -309,12 +310,12 @@ class FakeDataModule:
 
 
 def test_cli_with_a_fake_datamodule_and_ctrl_c(tmp_path, monkeypatch, capsys):
-    import i2e_lightning.data.config as data_config
+    import i2e_lightning.commands.convert as convert_command
 
     cfg = tmp_path / "any.yaml"
     cfg.write_text("data: {}\n")
     out = tmp_path / "o.h5"
-    monkeypatch.setattr(data_config, "datamodule_from_config", lambda path, **kw: FakeDataModule())
+    monkeypatch.setattr(convert_command, "datamodule_from_config", lambda path, **kw: FakeDataModule())
     args = ["--config", str(cfg), "--split", "val", "--out", str(out), "--batch-size", "32", "--no-progress"]
     assert main(args) == 0
     events, labels, attrs = read(out)
@@ -325,7 +326,7 @@ def test_cli_with_a_fake_datamodule_and_ctrl_c(tmp_path, monkeypatch, capsys):
         def split_dataset(self, split):
             return Images(n=120, h=6, w=10, fail_at=70, exc=KeyboardInterrupt)  # Ctrl-C while loading batch 2
 
-    monkeypatch.setattr(data_config, "datamodule_from_config", lambda path, **kw: Interrupting())
+    monkeypatch.setattr(convert_command, "datamodule_from_config", lambda path, **kw: Interrupting())
     out2 = tmp_path / "i.h5"
     assert (
         main(["--config", str(cfg), "--split", "val", "--out", str(out2), "--batch-size", "32", "--no-progress"]) == 130
@@ -354,10 +355,10 @@ class Mixed(Dataset):
 
 def test_grey_and_rgb_mix_and_size_errors(tmp_path):
     conv = I2E(ratio=0.2)
-    convert_dataset(Mixed(), conv, tmp_path / "m.h5", batch_size=4, progress=False)
+    convert_dataset(Mixed(), conv, tmp_path / "m.h5", batch_size=4)
     grey_as_v = torch.stack([Mixed()[i][0].expand(3, -1, -1) for i in range(6)])
     np.testing.assert_array_equal(read(tmp_path / "m.h5")[0], reference_rows(grey_as_v, conv))
     with pytest.raises(ValueError, match="differ in size"):
-        convert_dataset(Mixed(bad_size_at=2), conv, tmp_path / "b.h5", batch_size=4, progress=False)
+        convert_dataset(Mixed(bad_size_at=2), conv, tmp_path / "b.h5", batch_size=4)
     with pytest.raises(ValueError, match="differ in size"):
-        convert_dataset(Mixed(bad_size_at=5), conv, tmp_path / "c.h5", batch_size=4, progress=False)
+        convert_dataset(Mixed(bad_size_at=5), conv, tmp_path / "c.h5", batch_size=4)

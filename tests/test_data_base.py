@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from i2e_lightning.commands import download as download_command
 from i2e_lightning.converter import I2E, official_convert
 from i2e_lightning.data import FashionMNISTDataModule, I2EDataModule, MNISTDataModule, datamodule_from_config
 from i2e_lightning.data import download as dl
@@ -284,7 +285,7 @@ def test_missing_dataset_error(tmp_path: Path) -> None:
         dm.setup("fit")
     msg = str(info.value)
     assert "nowhere" in msg and "apt-get install dataset-fashion-mnist" in msg
-    assert "python -m i2e_lightning.data.download fashion_mnist" in msg
+    assert "python -m i2e_lightning download fashion_mnist" in msg
     # an incomplete folder names the missing file
     make_mnist_dir(tmp_path / "half", 5, 5)
     (tmp_path / "half" / "t10k-labels-idx1-ubyte.gz").unlink()
@@ -433,14 +434,14 @@ def test_download_with_opener_md5_and_mirror_fallback(tmp_path: Path, monkeypatc
             return io.BytesIO(b"corrupted")  # wrong checksum: the next mirror is tried
         return io.BytesIO(files[name])
 
-    out = dl.download("fake", tmp_path / "d", opener=opener, quiet=True)
+    out = dl.download("fake", tmp_path / "d", opener=opener)
     for name, data in files.items():
         assert (out / name).read_bytes() == data
     assert not list(out.glob("*.part"))
     assert calls == [f"http://{m}/{n}" for n in files for m in ("broken", "good")]
     # present and valid: nothing downloaded again
     calls.clear()
-    dl.download("fake", out, opener=opener, quiet=True)
+    dl.download("fake", out, opener=opener)
     assert calls == []
 
 
@@ -449,13 +450,13 @@ def test_download_failure_and_file_url(tmp_path: Path, monkeypatch) -> None:
     src.mkdir()
     (src / "f.bin").write_bytes(b"hello world")
     _fake_dataset(monkeypatch, {"f.bin": b"hello world"}, (src.as_uri() + "/",))
-    out = dl.download("fake", tmp_path / "ok", quiet=True)  # default opener on a file:// URL
+    out = dl.download("fake", tmp_path / "ok")  # default opener on a file:// URL
     assert (out / "f.bin").read_bytes() == b"hello world"
     _fake_dataset(monkeypatch, {"f.bin": b"other"}, (src.as_uri() + "/",))
     with pytest.raises(OSError, match="(?s)could not download f.bin.*f.bin: checksum mismatch"):
-        dl.download("fake", tmp_path / "bad", quiet=True)
+        dl.download("fake", tmp_path / "bad")
     assert not (tmp_path / "bad" / "f.bin").exists()
-    assert dl.main(["fake", "--dir", str(tmp_path / "bad2"), "--quiet"]) == 1
+    assert download_command.main(["fake", "--dir", str(tmp_path / "bad2"), "--quiet"]) == 2
     with pytest.raises(ValueError, match="unknown dataset"):
         dl.download("imagenet", tmp_path)
 
@@ -468,7 +469,7 @@ def test_downloaded_fashion_mnist_loads(tmp_path: Path, monkeypatch) -> None:
         dl.DATASETS, "fashion_mnist", [(n, hashlib.md5(d).hexdigest(), ("x://",)) for n, d in files.items()]
     )
     monkeypatch.setattr(dl, "_default_opener", lambda url: io.BytesIO(files[url.removeprefix("x://")]))
-    assert dl.main(["fashion_mnist", "--dir", str(tmp_path / "fm"), "--quiet"]) == 0
+    assert download_command.main(["fashion_mnist", "--dir", str(tmp_path / "fm"), "--quiet"]) == 0
     dm = FashionMNISTDataModule(data_dir=str(tmp_path / "fm"), val_size=5)
     assert len(dm.loader_dataset("train")) == 25
 
@@ -524,7 +525,7 @@ def test_ensure_uses_apt_then_download(tmp_path: Path, monkeypatch, apt_works: b
         return types.SimpleNamespace(returncode=0 if apt_works else 100)
 
     opener = lambda url: io.BytesIO(files[url.removeprefix("x://")])  # noqa: E731
-    out = dl.ensure("fashion_mnist", run=fake_run, opener=opener, quiet=True)
+    out = dl.ensure("fashion_mnist", run=fake_run, opener=opener)
     if apt_works:
         assert out == pkg_dir and commands == [["sudo", "-n", "apt-get", "install", "-y", "dataset-fashion-mnist"]]
     else:
@@ -532,6 +533,6 @@ def test_ensure_uses_apt_then_download(tmp_path: Path, monkeypatch, apt_works: b
         assert commands[1] == ["sudo", "-n", "apt-get", "update"]
     # installed now: nothing runs again, and the DataModule finds it without data_dir
     commands.clear()
-    assert dl.ensure("fashion_mnist", run=fake_run, opener=opener, quiet=True) == out and commands == []
+    assert dl.ensure("fashion_mnist", run=fake_run, opener=opener) == out and commands == []
     monkeypatch.setattr("i2e_lightning.data.mnist.FashionMNISTDataModule.default_dirs", (str(pkg_dir), str(fallback)))
     assert len(FashionMNISTDataModule(val_size=0).loader_dataset("train")) == 20

@@ -183,7 +183,7 @@ def test_trained_fashion_mnist_model_agrees_with_norse(tmp_path):
 def test_cli_export_nir_from_a_checkpoint(tmp_path, capsys):
     import lightning as L
 
-    from i2e_lightning.cli import main as cli_main
+    from i2e_lightning.commands import main as cli_main
     from i2e_lightning.training.module import SpikingClassifier
 
     module = SpikingClassifier(arch="spiking_cnn", num_classes=4, in_channels=2, model_kwargs={"channels": [4, 8]})

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from i2e_lightning.commands.export_onnx import main as export_main
 from i2e_lightning.converter import I2E
 from i2e_lightning.models import ATan, MultiStepLeaky, create_model
 from i2e_lightning.onnx import ExportLIF, export_classifier, make_exportable
-from i2e_lightning.onnx.cli import main as export_main
 from tests.helpers.official import to_dtype_scale
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from i2e_lightning import __version__
+from i2e_lightning.commands.export_onnx import main as export_main
 from i2e_lightning.converter import I2E
 from i2e_lightning.onnx import build_converter_model, export_converter
-from i2e_lightning.onnx.cli import main as export_main
 
 SHAPES = [(1, 3, 1, 1), (2, 3, 1, 7), (1, 3, 6, 1), (3, 3, 5, 9), (2, 3, 16, 11), (1, 1, 4, 5), (2, 1, 1, 1)]
 

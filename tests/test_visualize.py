@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from i2e_lightning.commands.visualize import main
 from i2e_lightning.converter import I2E
 from i2e_lightning.events import EventFileMeta, EventH5Writer, pack_events
-from i2e_lightning.events.visualize import OFF_COLOR, ON_COLOR, event_panel, main, render_gif_frames, render_strip
+from i2e_lightning.events.visualize import OFF_COLOR, ON_COLOR, event_panel, render_gif_frames, render_strip
 from tests.helpers.run_if import RunIf
 
 
@@ -86,7 +87,7 @@ def test_h5_sample(tmp_path):
         arr = np.asarray(im.convert("RGB"))
     # row 0 = sample 1, timestep 0 panel starts after the left panel and a 2-pixel gap
     np.testing.assert_array_equal(np.all(arr[:6, 7:12] == ON_COLOR, axis=-1), ev[1, 0, 0])
-    assert main(["--h5", str(path), "--index", "3", "--out", str(out)]) == 1
+    assert main(["--h5", str(path), "--index", "3", "--out", str(out)]) == 2
     assert main(["--h5", str(path), "--out", str(tmp_path / "h.gif"), "--timesteps", "4"]) == 0
     assert gif_frames(tmp_path / "h.gif")[0] <= 4
 
@@ -94,21 +95,21 @@ def test_h5_sample(tmp_path):
 def test_bad_inputs_are_named(tmp_path, capsys):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"definitely not a png")
-    assert main([str(bad), "--out", str(tmp_path / "x.gif")]) == 1
+    assert main([str(bad), "--out", str(tmp_path / "x.gif")]) == 2
     err = capsys.readouterr().err
     assert "broken.png" in err and "cannot read image" in err
-    assert main([str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "x.gif")]) == 1
+    assert main([str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "x.gif")]) == 2
     assert "missing.jpg" in capsys.readouterr().err
     img = make_image(tmp_path / "ok.png", 8, 8)
-    assert main([str(img), "--out", str(tmp_path / "nodir" / "x.gif")]) == 1
+    assert main([str(img), "--out", str(tmp_path / "nodir" / "x.gif")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main([str(img), "--out", str(tmp_path / "x.bmp")]) == 1
+    assert main([str(img), "--out", str(tmp_path / "x.bmp")]) == 2
     assert ".gif" in capsys.readouterr().err
     (tmp_path / "dir.gif").mkdir()
-    assert main([str(img), "--out", str(tmp_path / "dir.gif")]) == 1
+    assert main([str(img), "--out", str(tmp_path / "dir.gif")]) == 2
     assert "directory" in capsys.readouterr().err
-    assert main(["--out", str(tmp_path / "x.gif")]) == 1
-    assert main([str(img), "--out", str(tmp_path / "x.gif"), "--size", "0"]) == 1
+    assert main(["--out", str(tmp_path / "x.gif")]) == 2
+    assert main([str(img), "--out", str(tmp_path / "x.gif"), "--size", "0"]) == 2
     assert "--size" in capsys.readouterr().err
 
 
@@ -119,7 +120,7 @@ def test_unwritable_output_says_why(tmp_path, capsys, monkeypatch):
         raise PermissionError(13, "Permission denied", str(fp))
 
     monkeypatch.setattr(Image.Image, "save", refuse)
-    assert main([str(img), "--out", str(tmp_path / "x.png")]) == 1
+    assert main([str(img), "--out", str(tmp_path / "x.png")]) == 2
     assert "Permission denied" in capsys.readouterr().err
 
 
@@ -132,7 +133,7 @@ def test_config_samples(tmp_path, capsys):
     n, size = gif_frames(out)
     assert size == (2 * 32 * 4 + 4, 3 * 32 * 4 + 2 * 4) and 1 < n <= 8
     assert "3 sample(s)" in capsys.readouterr().out
-    assert main(["--config", str(cfg), "--index", "10000", "--out", str(out)]) == 1
+    assert main(["--config", str(cfg), "--index", "10000", "--out", str(out)]) == 2
     assert "out of range" in capsys.readouterr().err
 
 

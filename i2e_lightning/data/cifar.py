@@ -76,7 +76,7 @@ class _CIFAR(ImageDataModule):
                     return cand
         raise FileNotFoundError(
             f"{type(self).__name__}: {self.folder}/{self.train_files[0]} not found (looked in {', '.join(tried)}). "
-            f"Get it with `python -m i2e_lightning.data.download {self.download_name} --dir DIR` and set data_dir: DIR"
+            f"Get it with `python -m i2e_lightning download {self.download_name} --dir DIR` and set data_dir: DIR"
         )
 
     def load_source(self, split: str) -> Dataset:

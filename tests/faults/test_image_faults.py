@@ -83,7 +83,7 @@ def test_convert_honours_skip_corrupt_and_resumes_after_it(folder_with_a_corrupt
     dm = _dm(folder_with_a_corrupt_image)
     out = tmp_path / "val.h5"
     with pytest.warns(UserWarning, match=r"skipping .*1\.png"):
-        res = convert_dataset(dm.split_dataset("val"), I2E(0.12), out, batch_size=2, progress=False)
+        res = convert_dataset(dm.split_dataset("val"), I2E(0.12), out, batch_size=2)
     assert res.num_rows == 5 and res.skipped == 1
     with h5py.File(out, "r") as f:
         assert f.attrs["complete"] and list(f.attrs["skipped"]) == [1] and list(f["labels"][:]) == [0, 0, 1, 1, 1]
@@ -91,12 +91,12 @@ def test_convert_honours_skip_corrupt_and_resumes_after_it(folder_with_a_corrupt
     part = tmp_path / "part.h5"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        convert_dataset(dm.split_dataset("val"), I2E(0.12), part, batch_size=2, progress=False, limit=None)
+        convert_dataset(dm.split_dataset("val"), I2E(0.12), part, batch_size=2, limit=None)
         with h5py.File(part, "r+") as f:  # what a kill after the second batch leaves
             f["events"].resize(1, axis=0)
             f["labels"].resize(1, axis=0)
             f.attrs["num_written"], f.attrs["complete"], f.attrs["num_samples"] = 1, False, 6
-        res2 = convert_dataset(dm.split_dataset("val"), I2E(0.12), part, batch_size=2, progress=False)
+        res2 = convert_dataset(dm.split_dataset("val"), I2E(0.12), part, batch_size=2)
     assert res2.resumed_from == 2
     with h5py.File(out, "r") as a, h5py.File(part, "r") as b:
         assert np.array_equal(a["events"][:], b["events"][:]) and np.array_equal(a["labels"][:], b["labels"][:])

@@ -1,4 +1,7 @@
-"""``python -m i2e_lightning export-onnx``: write the converter (or converter + classifier) as one ONNX file."""
+"""``python -m i2e_lightning export-onnx``: write the converter (or converter + classifier) as one ONNX file.
+
+The library calls are :mod:`i2e_lightning.onnx.export`; this module parses, checks and reports.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from .graph import DEFAULT_OPSET, INPUT_DTYPES, LAYOUTS, MAX_OPSET, MIN_OPSET, OUTPUT_DTYPES
+from ..data.config import datamodule_from_config
+from ..onnx.graph import DEFAULT_OPSET, INPUT_DTYPES, LAYOUTS, MAX_OPSET, MIN_OPSET, OUTPUT_DTYPES
 
 
 def _order(text: str) -> int | list[int]:
@@ -72,7 +76,7 @@ def _check_export(path: Path, converter, net=None, size=(32, 32), input_dtype: s
     import numpy as np
     import torch
 
-    from .runtime import I2ERuntime
+    from ..onnx.runtime import I2ERuntime
 
     rt = I2ERuntime(path)
     g = torch.Generator().manual_seed(0)
@@ -99,8 +103,6 @@ def _check_export(path: Path, converter, net=None, size=(32, 32), input_dtype: s
 
 def _fill_from_config(args: argparse.Namespace) -> None:
     """Converter settings and resolution of the config's DataModule, where the command line gives none."""
-    from ..data.config import datamodule_from_config
-
     dm = datamodule_from_config(args.config)
     conv = getattr(dm, "converter", None)
     if conv is None:
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     from ..converter import I2E
-    from .export import export_classifier, export_converter, load_checkpoint_model
+    from ..onnx.export import export_classifier, export_converter, load_checkpoint_model
 
     console = Console()
     try:

@@ -38,8 +38,8 @@ def _check(path: Path, net, size: tuple[int, int], timesteps: int) -> str:
 
     import torch
 
-    from .export import nir_compatible
-    from .simulate import load_norse, run_norse
+    from ..nir.export import nir_compatible
+    from ..nir.simulate import load_norse, run_norse
 
     logging.disable(logging.WARNING)  # Norse warns about r per neuron; the graph writes r = 1
     try:
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     try:
         from ..models.cnn import SpikingCNN
+        from ..nir.export import export_nir, layer_count, write_nir
         from ..onnx.export import load_checkpoint_model
-        from .export import export_nir, layer_count, write_nir
 
         net, saved = load_checkpoint_model(args.ckpt)
         size = args.image_size or saved.get("resolution")

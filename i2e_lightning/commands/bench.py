@@ -29,7 +29,7 @@ BENCHMARKS: dict[str, str] = {
 
 
 def benchmarks_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "benchmarks"
+    return Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,112 @@
+"""The command layer: ``python -m i2e_lightning <command>``, one module per command.
+
+``fit``/``validate``/``test``/``predict`` go through ``LightningCLI`` (:mod:`.lightning_cli`); the tools
+(``convert``, ``visualize``, ...) each have their own module. Only this layer parses arguments, prints
+and exits: the library packages below it report through return values, exceptions and callbacks.
+This module imports no torch, so that listing the commands is instant; a command's module is
+imported only when it runs.
+
+Errors the package raises on purpose (missing dataset, corrupt checkpoint, bad value) are
+printed as one message with exit code 2; set ``I2E_DEBUG=1`` for the full traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+
+# extra subcommands: name -> (module, function, what it does); imported only when used
+EXTRA_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "convert": ("i2e_lightning.commands.convert", "main", "convert an image dataset to I2E event files"),
+    "visualize": ("i2e_lightning.commands.visualize", "main", "render events as GIF/PNG pictures"),
+    "export-onnx": (
+        "i2e_lightning.commands.export_onnx",
+        "main",
+        "export the converter / a trained classifier to ONNX",
+    ),
+    "export-nir": ("i2e_lightning.commands.export_nir", "main", "export a trained spiking network as a NIR graph"),
+    "calibrate": ("i2e_lightning.commands.calibrate", "main", "pick the threshold ratio for a target event rate"),
+    "download": ("i2e_lightning.commands.download", "main", "download an image dataset (MD5-checked)"),
+    "bench": ("i2e_lightning.commands.bench", "main", "benchmarks"),
+}
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+# errors that carry a message written for the user: print it, no traceback
+_USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, NotADirectoryError, PermissionError, ValueError)
+
+
+def _usage() -> str:
+    lines = ["usage: python -m i2e_lightning <command> [options]", "", "training (LightningCLI; add --help):"]
+    what = {
+        "fit": "train (e.g. --config configs/fashion_mnist.yaml; --ckpt_path last resumes)",
+        "validate": "evaluate on the validation split (--ckpt_path best|last|FILE)",
+        "test": "evaluate on the test split (--ckpt_path best|last|FILE)",
+        "predict": "predict the test split (--predict_output FILE.pt saves them)",
+    }
+    lines += [f"  {c:<12} {what[c]}" for c in LIGHTNING_COMMANDS]
+    lines += ["", "tools:"]
+    lines += [f"  {name:<12} {desc}" for name, (_, _, desc) in EXTRA_COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def _resolve_extra(name: str) -> Callable[[list[str]], int]:
+    module_name, func_name, _ = EXTRA_COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise ValueError(
+                f"the '{name}' command is not available in this installation ({module_name} is missing)"
+            ) from None
+        raise ValueError(
+            f"the '{name}' command needs the package '{exc.name}', which is not installed: pip install {exc.name}"
+        ) from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise ValueError(f"the '{name}' command is broken: {module_name} has no {func_name}() function")
+    return func
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m i2e_lightning``; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if args else 2
+    command = args[0]
+    debug = os.environ.get("I2E_DEBUG", "") not in ("", "0")
+    try:
+        if command in EXTRA_COMMANDS:
+            return int(_resolve_extra(command)(args[1:]) or 0)
+        if command not in LIGHTNING_COMMANDS and not command.startswith("-"):
+            print(f"error: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+            return 2
+        from .lightning_cli import main as lightning_main
+
+        lightning_main(args)
+    except SystemExit as exc:  # argparse/jsonargparse already printed its message
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 2)
+    except _USER_ERRORS as exc:
+        if debug:
+            raise
+        print(f"error: {_message(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        if isinstance(exc, MisconfigurationException) and not debug:
+            print(f"error: {_message(exc)}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in text:
+        text = f"{text} ({exc.filename})"
+    if isinstance(exc, KeyError):
+        text = f"missing key {text}"
+    return text.strip() or type(exc).__name__

@@ -1,0 +1,123 @@
+"""``python -m i2e_lightning calibrate``: event rate against threshold ratio, and the ratio for a target rate.
+
+Measures the event rate against the ratio on a random sample of a split (the paper's Figure 4),
+prints the curve, optionally plots it, and reports the ratio that hits ``--target-rate`` (bisection;
+the rate falls monotonically as the ratio grows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from ..converter.calibrate import RATIO_LO, CalibrationResult, calibrate_ratio, default_ratios, rate_curve
+from ..data.calibrate import plot_curve, sample_images
+from ..data.config import datamodule_from_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m i2e_lightning calibrate",
+        description="Event rate against threshold ratio on a dataset sample, and the ratio for a target rate.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="LightningCLI YAML with a data: section")
+    p.add_argument("--target-rate", type=float, default=None, help="wanted mean event rate, e.g. 0.05 (fraction)")
+    p.add_argument("--samples", type=int, default=1024, help="images drawn from the split (default %(default)s)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="train")
+    p.add_argument("--plot", type=Path, default=None, help="write the curve as an image (needs matplotlib)")
+    p.add_argument("--lo", type=float, default=RATIO_LO, help="smallest ratio searched (default %(default)s)")
+    p.add_argument("--hi", type=float, default=0.5, help="largest ratio searched (default %(default)s)")
+    p.add_argument("--tol", type=float, default=1e-4, help="bisection stops at this ratio width (default %(default)s)")
+    p.add_argument("--points", type=int, default=20, help="evenly spaced curve points (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample draw")
+    p.add_argument("--batch-size", type=int, default=256, help="images converted at once")
+    p.add_argument("--device", default="cpu", help="device of the conversion (cpu, cuda)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    console = Console()
+    try:
+        if args.samples < 1:
+            raise ValueError(f"--samples must be >= 1, got {args.samples}")
+        if args.points < 2:
+            raise ValueError(f"--points must be >= 2, got {args.points}")
+        if not 0 < args.lo < args.hi < 1:
+            raise ValueError(f"need 0 < --lo < --hi < 1, got {args.lo}, {args.hi}")
+        if args.target_rate is not None and not 0 < args.target_rate < 1:
+            raise ValueError(f"--target-rate is a fraction in (0, 1), e.g. 0.05 for 5 %, got {args.target_rate}")
+        dm = datamodule_from_config(args.config)
+        conv = getattr(dm, "converter", None)
+        if conv is None:
+            raise ValueError(
+                f"{type(dm).__name__} ships recorded or pre-converted events: there is no threshold ratio to calibrate"
+            )
+        order, timesteps, current = conv.order, conv.timesteps, float(conv.ratio)
+        dataset = dm.split_dataset(args.split)
+        device = torch.device(args.device)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            k = min(args.samples, len(dataset))
+            task = bar.add_task(f"loading {k} {args.split} images", total=k)
+            images = sample_images(dataset, args.samples, args.seed, lambda: bar.advance(task)).to(device)
+            ratios = sorted(set(default_ratios(args.lo, args.hi, args.points)) | {current})
+            task = bar.add_task("rate curve", total=len(ratios))
+            curve = rate_curve(images, ratios, order, timesteps, args.batch_size, lambda: bar.advance(task))
+            result: CalibrationResult | None = None
+            if args.target_rate is not None:
+                task = bar.add_task(f"bisection for rate {args.target_rate:g}", total=None)
+                result = calibrate_ratio(
+                    images,
+                    args.target_rate,
+                    lo=args.lo,
+                    hi=args.hi,
+                    tol=args.tol,
+                    order=order,
+                    timesteps=timesteps,
+                    batch_size=args.batch_size,
+                    progress=lambda: bar.advance(task),
+                )
+        points = dict(curve)
+        if result is not None:
+            points[result.ratio] = result.rate
+        full = sorted(points.items())
+
+        h, w = images.shape[-2:]
+        title = f"{type(dm).__name__} {args.split}: {images.shape[0]} images {h}x{w}, T={timesteps}"
+        table = Table(title=f"event rate vs ratio ({title})")
+        table.add_column("ratio", justify="right")
+        table.add_column("event rate", justify="right")
+        table.add_column("")
+        for r, v in full:
+            marks = []
+            if r == current:
+                marks.append("config")
+            if result is not None and r == result.ratio:
+                marks.append("[bold red]chosen[/]")
+            table.add_row(f"{r:.4f}", f"{100 * v:.3f} %", ", ".join(marks))
+        console.print(table)
+        console.print(f"config ratio {current:g} gives an event rate of {100 * points[current]:.3f} %")
+        if result is not None:
+            console.print(
+                f"[bold]ratio {result.ratio:.4f}[/] gives {100 * result.rate:.3f} % (target {100 * result.target:.3g} %)"
+                f" - set it in the config as  data.init_args.ratio: {result.ratio:.4f}"
+            )
+        if args.plot is not None:
+            out = plot_curve(full, args.plot, args.target_rate, result.ratio if result else None, current, title)
+            console.print(f"plot written to {out}")
+        return 0
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        console.print(f"[red]calibrate: {exc}[/]", soft_wrap=True)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""``python -m i2e_lightning convert``: a configured image dataset -> an HDF5 event file (canonical pairs, resumable).
+
+The library call is :func:`i2e_lightning.events.convert.convert_dataset`; this module parses, shows the
+progress bar it reports to, and prints the statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from ..data.config import datamodule_from_config
+from ..events.convert import SPLITS, ConvertResult, convert_dataset
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} img/s" if speed else "-- img/s", style="progress.data.speed")
+
+
+class _ProgressBar:
+    """A rich bar fed by ``convert_dataset``'s ``on_progress(rows_in_file, total)``; says when it resumes a file."""
+
+    def __init__(self, console: Console, description: str, enabled: bool = True) -> None:
+        self.console = console
+        self.description = description
+        columns = (
+            TextColumn("[bold]converting[/bold] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        self.bar = Progress(*columns, console=console, disable=not enabled)
+        self.task = None
+
+    def __enter__(self) -> _ProgressBar:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def update(self, done: int, total: int) -> None:
+        if self.task is None:
+            if done:
+                self.console.print(f"resuming at sample {done:,} of {total:,}")
+            self.task = self.bar.add_task(self.description, total=total, completed=done)
+        else:
+            self.bar.update(self.task, completed=done)
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def print_summary(result: ConvertResult, console: Console) -> None:
+    """The statistics the convert command prints."""
+    r = result
+    console.print(
+        f"[green]wrote[/green] {r.path}: {r.num_rows:,} rows of shape {r.shape}"
+        + (f" (resumed at sample {r.resumed_from:,})" if r.resumed_from else "")
+        + (f", {r.skipped:,} corrupt images skipped" if r.skipped else "")
+    )
+    if r.converted == 0:
+        console.print("nothing left to convert")
+        return
+    per_t = " ".join(f"{x * 100:.2f}" for x in r.rate_per_timestep)
+    console.print(f"mean event rate     {r.event_rate * 100:.3f} %  (of T*2*H*W sites, {r.converted:,} samples)")
+    console.print(f"rate per timestep   {per_t}  (%)")
+    console.print(f"ON / OFF balance    {r.on_fraction * 100:.1f} % ON, {(1 - r.on_fraction) * 100:.1f} % OFF")
+    console.print(f"bytes written       {_fmt_bytes(r.bytes_written)} (file {_fmt_bytes(r.file_bytes)})")
+    console.print(
+        f"throughput          {r.throughput:,.0f} images/s ({r.seconds:.1f} s, "
+        f"{_fmt_bytes(r.bytes_written / max(r.seconds, 1e-9))}/s)"
+    )
+
+
+def parse_overrides(items: Sequence[str]) -> dict:
+    """``["val_size=0", "data_dir=/x"]`` -> ``{"val_size": 0, "data_dir": "/x"}`` (values parsed as YAML)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m i2e_lightning convert",
+        description="Convert a configured image dataset to an HDF5 event file (canonical pairs, resumable).",
+    )
+    p.add_argument("--config", required=True, help="LightningCLI YAML with a data: section")
+    p.add_argument("--split", default="train", choices=SPLITS, help="which split to convert (default: train)")
+    p.add_argument("--out", required=True, help="output .h5 file")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="images per batch (default: ~256 MB of events, 64-4096)"
+    )
+    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N")
+    p.add_argument(
+        "--num-workers", type=int, default=None, help="DataLoader workers decoding images (default: 0 on CPU, 8 GPU)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a data.init_args entry of the config (YAML value), e.g. --set val_size=0; repeatable",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file instead of resuming it")
+    p.add_argument("--limit", type=int, default=None, help="convert only the first N samples")
+    p.add_argument("--compression", choices=("gzip", "lzf"), default=None, help="HDF5 filter for events")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    console = Console(stderr=True)
+    out = Console()
+    try:
+        config = Path(args.config)
+        if not config.is_file():
+            raise FileNotFoundError(f"config file not found: {config}")
+        dm = datamodule_from_config(str(config), **parse_overrides(args.set))
+        dataset = dm.split_dataset(args.split)
+        source = f"{type(dm).__name__}"
+        data_dir = getattr(dm, "data_dir", None)
+        if data_dir:
+            source += f":{data_dir}"
+        extra = {"num_classes": int(dm.num_classes), "config": str(config)}
+        progress = _ProgressBar(console, f"{args.split} -> {Path(args.out).name}", enabled=not args.no_progress)
+        with progress:
+            result = convert_dataset(
+                dataset,
+                dm.converter,
+                args.out,
+                batch_size=args.batch_size,
+                device=args.device,
+                num_workers=args.num_workers,
+                overwrite=args.overwrite,
+                limit=args.limit,
+                source=source,
+                split=args.split,
+                extra_attrs=extra,
+                compression=args.compression,
+                on_progress=progress.update,
+            )
+    except KeyboardInterrupt:
+        console.print(
+            f"[yellow]interrupted[/yellow]: {args.out} keeps every row flushed so far; "
+            "run the same command again to resume"
+        )
+        return 130
+    except (ValueError, OSError, ImportError) as exc:  # OSError: also a full disk while writing
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    print_summary(result, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
