@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:  # benchmarks/ is a folder of the checkout, not pa
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import _common, _data, converter, fidelity, memory, odg, paper_tables, training  # noqa: E402
-from i2e_lightning import bench  # noqa: E402
+from i2e_lightning.commands import bench  # noqa: E402
 from i2e_lightning.converter import I2E  # noqa: E402
 
 # -- _common ---------------------------------------------------------------------------------------
