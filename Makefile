@@ -51,7 +51,7 @@ data: $(STAMP)
 	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then \
 		sudo apt-get install -y -q dataset-fashion-mnist || (sudo apt-get update -q && sudo apt-get install -y -q dataset-fashion-mnist); \
 	else \
-		$(PY) -m i2e_lightning.data.download fashion_mnist --dir data/fashion-mnist; \
+		$(PY) -m i2e_lightning download fashion_mnist --dir data/fashion-mnist; \
 	fi
 
 train: data
