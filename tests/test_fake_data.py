@@ -8,7 +8,7 @@ import lightning as L
 import pytest
 import torch
 
-from i2e_lightning import cli
+from i2e_lightning import commands as cli
 from i2e_lightning.data import FakeDataModule
 from i2e_lightning.data.fake import FakeImages
 from i2e_lightning.training import SpikingClassifier
