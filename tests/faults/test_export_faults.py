@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
+from i2e_lightning.commands.export_onnx import main as export_onnx
 from i2e_lightning.models import spiking_cnn
-from i2e_lightning.onnx.cli import main as export_onnx
 
 
 def _ckpt(path: Path, nan: bool = False, ratio: float = 0.15) -> Path:
