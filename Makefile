@@ -60,6 +60,7 @@ train: data
 
 test: data
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+	bash .ci/wheel-smoke $(PY)
 
 wheel-smoke: data
 	bash .ci/wheel-smoke $(PY)

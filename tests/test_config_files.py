@@ -82,3 +82,27 @@ def test_command_line_values_are_resolved(tmp_path: Path, monkeypatch) -> None:
         "--data.init_args.config",
         "x",
     ]
+
+
+def test_configs_command_and_bare_name_errors(capsys, tmp_path: Path, monkeypatch) -> None:
+    from i2e_lightning import commands as cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["configs"]) == 0
+    out = capsys.readouterr().out
+    assert "fashion_mnist" in out and "tests/tiny" in out and "THE DEFAULT" in out
+    assert cli.main(["fit", "--config", "no_such_config"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no_such_config" in err and "i2e-lightning configs" in err
+    assert cli.main(["convert", "--config", "no_such_config", "--out", "x.h5"]) == 2  # every command resolves them
+
+
+def test_bench_without_a_clone_says_so_in_one_line(capsys, tmp_path: Path, monkeypatch) -> None:
+    from i2e_lightning.commands import bench
+
+    monkeypatch.setattr(bench, "benchmarks_dir", lambda: tmp_path / "benchmarks")  # as in an installed wheel
+    assert bench.main(["list"]) == 0
+    assert bench.main(["converter"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("clone of the repository" in line for line in err)
+    assert "converter speed" not in capsys.readouterr().out  # nothing listed that cannot run

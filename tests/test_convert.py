@@ -362,3 +362,26 @@ def test_grey_and_rgb_mix_and_size_errors(tmp_path):
         convert_dataset(Mixed(bad_size_at=2), conv, tmp_path / "b.h5", batch_size=4)
     with pytest.raises(ValueError, match="differ in size"):
         convert_dataset(Mixed(bad_size_at=5), conv, tmp_path / "c.h5", batch_size=4)
+
+
+@pytest.mark.parametrize("fmt,name", [("parquet", "fm.parquet"), ("npz", "fm_npz"), ("h5", "fm.h5")])
+def test_cli_writes_every_format_the_project_reads(tmp_path, capsys, fmt, name):
+    from i2e_lightning.events import EventFileDataset
+
+    cfg = tmp_path / "fm.yaml"
+    cfg.write_text("data:\n  class_path: i2e_lightning.data.FashionMNISTDataModule\n  init_args:\n    timesteps: 2\n")
+    out = tmp_path / name
+    base = ["--config", str(cfg), "--split", "test", "--limit", "40", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "ref.h5")]) == 0
+    assert main([*base, "--out", str(out), "--format", fmt]) == 0
+    assert f"format              {fmt}" in capsys.readouterr().out or fmt == "h5"
+    assert not (tmp_path / f"{name}.convert.h5").exists()  # the intermediate file is gone
+    ref, got = EventFileDataset(tmp_path / "ref.h5"), EventFileDataset(out)
+    assert got.kind == fmt.replace("h5", "hdf5") and len(got) == 40 and got.shape == (2, 2, 32, 32)
+    pairs = sorted((int(y), x.numpy().tobytes()) for x, y in (got[i] for i in range(40)))
+    assert pairs == sorted((int(y), x.numpy().tobytes()) for x, y in (ref[i] for i in range(40)))
+    if fmt != "h5":  # the suffix picks the format too; an existing output needs --overwrite
+        assert main([*base, "--out", str(out)]) == 2
+        assert "--overwrite" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "x.tfrecord")]) == 2
+    assert "pass --format" in capsys.readouterr().err

@@ -30,6 +30,7 @@ EXTRA_COMMANDS: dict[str, tuple[str, str, str]] = {
     "calibrate": ("i2e_lightning.commands.calibrate", "main", "pick the threshold ratio for a target event rate"),
     "download": ("i2e_lightning.commands.download", "main", "download an image dataset (MD5-checked)"),
     "bench": ("i2e_lightning.commands.bench", "main", "benchmarks"),
+    "configs": ("i2e_lightning.commands.configs", "main", "list the shipped configs (--config NAME takes any of them)"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 # errors that carry a message written for the user: print it, no traceback
@@ -77,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     command = args[0]
     debug = os.environ.get("I2E_DEBUG", "") not in ("", "0")
     try:
+        from ..config_files import resolve_config_args
+
+        # --config fashion_mnist: a shipped config by name, from any directory
+        args = [command, *resolve_config_args(args[1:])]
         if command in EXTRA_COMMANDS:
             return int(_resolve_extra(command)(args[1:]) or 0)
         if command not in LIGHTNING_COMMANDS and not command.startswith("-"):

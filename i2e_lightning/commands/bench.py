@@ -34,6 +34,13 @@ def benchmarks_dir() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if not (benchmarks_dir() / "_common.py").is_file():  # an installed wheel: the scripts stay in the repository
+        print(
+            "bench: the benchmarks are not installed with the package; they run from a clone of the repository "
+            "(git clone the i2e_lightning repository, then pip install -e . and make bench)",
+            file=sys.stderr,
+        )
+        return 0 if args and args[0] in ("-h", "--help", "list") else 2
     if not args or args[0] in ("-h", "--help", "list"):
         print("usage: python -m i2e_lightning bench <name> [script options]\n\nbenchmarks:")
         for name, what in BENCHMARKS.items():

@@ -25,6 +25,7 @@ from rich.text import Text
 
 from ..data.config import datamodule_from_config
 from ..events.convert import SPLITS, ConvertResult, convert_dataset
+from ..events.formats import FORMATS, write_format
 
 
 class _RateColumn(ProgressColumn):
@@ -119,7 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", required=True, help="LightningCLI YAML with a data: section")
     p.add_argument("--split", default="train", choices=SPLITS, help="which split to convert (default: train)")
-    p.add_argument("--out", required=True, help="output .h5 file")
+    p.add_argument("--out", required=True, help="output: .h5 file, .parquet file, or a folder for npz")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="h5 (resumable, default), parquet (the published Hugging Face layout) or npz (root/<label>/<i>.npz); "
+        "default: from --out's suffix (.parquet -> parquet, .h5/.hdf5 -> h5, no suffix -> npz)",
+    )
     p.add_argument(
         "--batch-size", type=int, default=None, help="images per batch (default: ~256 MB of events, 64-4096)"
     )
@@ -145,7 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     console = Console(stderr=True)
     out = Console()
+    h5_out = args.out
     try:
+        fmt = args.format or _format_from_suffix(args.out)
+        # parquet and npz are written from the finished HDF5 file, which keeps the conversion resumable
+        h5_out = args.out if fmt == "h5" else f"{args.out}.convert.h5"
+        if fmt != "h5" and Path(args.out).exists() and not args.overwrite:
+            raise ValueError(f"{args.out} exists: pass --overwrite to replace it")
         config = Path(args.config)
         if not config.is_file():
             raise FileNotFoundError(f"config file not found: {config}")
@@ -161,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = convert_dataset(
                 dataset,
                 dm.converter,
-                args.out,
+                h5_out,
                 batch_size=args.batch_size,
                 device=args.device,
                 num_workers=args.num_workers,
@@ -173,9 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 compression=args.compression,
                 on_progress=progress.update,
             )
+        if fmt != "h5":
+            write_format(h5_out, args.out, fmt, overwrite=args.overwrite)
+            Path(h5_out).unlink()
     except KeyboardInterrupt:
         console.print(
-            f"[yellow]interrupted[/yellow]: {args.out} keeps every row flushed so far; "
+            f"[yellow]interrupted[/yellow]: {h5_out} keeps every row flushed so far; "
             "run the same command again to resume"
         )
         return 130
@@ -183,7 +200,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]error:[/red] {exc}")
         return 2
     print_summary(result, out)
+    if fmt != "h5":
+        out.print(f"format              {fmt}: {args.out}")
     return 0
+
+
+def _format_from_suffix(out: str) -> str:
+    suffix = Path(out).suffix.lower()
+    if suffix == ".parquet":
+        return "parquet"
+    if suffix in (".h5", ".hdf5", ".he5"):
+        return "h5"
+    if suffix == "":
+        return "npz"
+    raise ValueError(f"cannot tell the format of --out {out!r}: end it in .h5 or .parquet, or pass --format")
 
 
 if __name__ == "__main__":
