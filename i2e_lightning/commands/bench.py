@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "onnx_speed": "ONNX Runtime converter vs PyTorch eager (bool and packed output)",
     "onnx_classifier_speed": "ONNX classifier (converter + network) vs PyTorch",
     "nir_agreement": "NIR export read by Norse on the Fashion-MNIST test set; accuracy cost of NIR pooling",
+    "startup": "start-up time of python -m i2e_lightning --help and of every subcommand's --help",
 }
 
 
