@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-        if isinstance(exc, MisconfigurationException) and not debug:
+        from ..training.checkpoint import CheckpointWriteError  # imported late: `--help` stays torch-free
+
+        if isinstance(exc, (MisconfigurationException, CheckpointWriteError)) and not debug:
             print(f"error: {_message(exc)}", file=sys.stderr)
             return 2
         raise

@@ -12,15 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import ModelCheckpoint, RichModelSummary, RichProgressBar
+from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..data.base import I2EDataModule
 from ..models.checkpoint import read_checkpoint, safe_globals_context
-from ..training.callbacks import PredictionWriter
-from ..training.checkpoint import AtomicCheckpointIO
+from ..training.callbacks import PredictionWriter, checkpoint_callbacks
+from ..training.checkpoint import AtomicCheckpointIO, ensure_writable_dir
 from ..training.module import SpikingClassifier
 
 
@@ -114,31 +114,11 @@ class I2ECLI(LightningCLI):
             callbacks.append(PredictionWriter(self._sub().predict_output))
         # also outside fit, so that Lightning knows the callbacks a checkpoint was written with
         if trainer_cfg.get("enable_checkpointing", True) is not False:
-            folder = str(self._ckpt_dir())
-            callbacks.append(
-                ModelCheckpoint(
-                    dirpath=folder,
-                    filename="best-epoch{epoch:03d}-acc{val/acc:.4f}",
-                    auto_insert_metric_name=False,
-                    monitor="val/acc",
-                    mode="max",
-                    save_top_k=1,
-                    save_last=True,
-                    enable_version_counter=False,
-                )
-            )
+            folder = self._ckpt_dir()
+            if self.config.get("subcommand") == "fit":
+                ensure_writable_dir(folder)  # now, not after the first epoch
             every = int(self._sub().get("checkpoint_every_n_steps") or 0)
-            if every > 0:
-                # a second checkpoint callback that only refreshes last.ckpt mid-epoch
-                callbacks.append(
-                    ModelCheckpoint(
-                        dirpath=folder,
-                        every_n_train_steps=every,
-                        save_top_k=0,
-                        save_last=True,
-                        enable_version_counter=False,
-                    )
-                )
+            callbacks += checkpoint_callbacks(folder, every_n_train_steps=every)
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": callbacks}
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:

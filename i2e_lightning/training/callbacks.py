@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
 
@@ -140,3 +140,46 @@ class FiniteLossGuard(L.Callback):
                     f"the weight {key} holds NaN/Inf (the run diverged); lower model.lr or clip gradients "
                     "(--trainer.gradient_clip_val 1.0)"
                 )
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Refresh only ``last.ckpt``: at every epoch end, or every ``every_n_train_steps`` steps, improved or not.
+
+    Lightning's ``save_last=True`` follows the top-k saves, so beside a ``monitor`` it writes ``last.ckpt``
+    only with a new best: ``--ckpt_path last`` would then retrain finished epochs.
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int | None = None) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            save_top_k=0,
+            save_last=True,
+            every_n_train_steps=every_n_train_steps or None,
+            enable_version_counter=False,
+        )
+
+    def _save_topk_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
+        # no top-k files: mark this step as saved, so that the base class writes last.ckpt now
+        self._last_global_step_saved = trainer.global_step
+
+
+def checkpoint_callbacks(folder: str | Path, every_n_train_steps: int = 0) -> list[ModelCheckpoint]:
+    """The run's checkpoints in ``folder``: the best by ``val/acc`` and ``last.ckpt`` (epoch ends, every N steps).
+
+    The best comes first: at an epoch end ``last.ckpt`` then records the best score just decided.
+    """
+    callbacks: list[ModelCheckpoint] = [
+        ModelCheckpoint(
+            dirpath=folder,
+            filename="best-epoch{epoch:03d}-acc{val/acc:.4f}",
+            auto_insert_metric_name=False,
+            monitor="val/acc",
+            mode="max",
+            save_top_k=1,
+            enable_version_counter=False,
+        ),
+        LastCheckpoint(folder),
+    ]
+    if every_n_train_steps > 0:
+        callbacks.append(LastCheckpoint(folder, every_n_train_steps=every_n_train_steps))
+    return callbacks

@@ -76,6 +76,35 @@ def _load_strict(net: nn.Module, state: dict[str, torch.Tensor], name: str) -> N
     net.load_state_dict(state, strict=True)
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint cannot be written (full disk, file-size limit, read-only folder); the message names file and fix."""
+
+
+def _write_error(path: Path, exc: OSError) -> CheckpointWriteError:
+    reason = exc.strerror or str(exc)
+    return CheckpointWriteError(
+        f"cannot write checkpoint {path}: {reason}: free space there or choose another folder (--checkpoint_dir)"
+    )
+
+
+def _os_error_in_chain(exc: BaseException | None) -> OSError | None:
+    while exc is not None and not isinstance(exc, OSError):
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
+def ensure_writable_dir(folder: str | Path) -> None:
+    """Create ``folder`` and prove a file can be written in it, before any training time is spent."""
+    folder = Path(folder)
+    probe = folder / f".write-test{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise _write_error(folder, exc) from None
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write checkpoints to a temporary file and rename it: a kill mid-write never leaves a truncated file.
 
@@ -96,14 +125,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)
+        except (OSError, RuntimeError) as exc:  # the previous file stays whole; say why this one was not written
+            cause = _os_error_in_chain(exc)  # torch.save wraps a failed write in a RuntimeError
+            if cause is None:
+                raise
+            raise _write_error(target, cause) from None
         finally:
             if tmp.exists():
                 tmp.unlink()
