@@ -59,7 +59,7 @@ class SpikingClassifier(L.LightningModule):
         init_from: checkpoint to initialise the weights from, before training or evaluation: one of
             ours (a Lightning ``.ckpt``) or an official I2E checkpoint (``state_dict`` of the official
             MS-ResNet, ``module.`` prefix allowed). The head is replaced when the class counts differ.
-        spike_log_every_n_steps: log per-layer firing rates (``spikes/<layer>``) every this many
+        spike_log_every_n_steps: log per-layer firing rates (``train/spikes/<layer>``, ``val/spikes/<layer>``) every this many
             training steps and on the first validation batch; 0 turns it off.
     """
 
@@ -274,7 +274,7 @@ class SpikingClassifier(L.LightningModule):
         if rates:
             # mean over ranks keeps the logged figure independent of the world size
             self.log_dict(
-                {f"spikes/{k}": float(v) for k, v in rates.items()},
+                {f"{stage}/spikes/{k}": float(v) for k, v in rates.items()},
                 on_step=stage == "train",
                 on_epoch=stage != "train",
                 batch_size=bs,
