@@ -55,10 +55,12 @@ def test_cosine_schedule_ends_at_floor(total: int, warmup: float, floor: float) 
     assert f(total + 5) == pytest.approx(floor)  # clamped after the planned steps
     values = [f(s) for s in range(math.ceil(warmup), total + 1)]
     assert all(a >= b - 1e-12 for a, b in zip(values, values[1:], strict=False))  # monotone decay
-    if warmup >= 1:
-        assert f(0) == pytest.approx(0.1) and f(0) < f(1)
-    else:
-        assert f(0) == pytest.approx(1.0) or warmup > 0
+    if warmup > 0:  # warm-up from start * lr to the peak, reached when it ends
+        assert f(0) == pytest.approx(0.1) and f(warmup) == pytest.approx(1.0)
+        if warmup >= 1:
+            assert f(0) < f(1)
+    else:  # no warm-up: the first step is at the peak
+        assert f(0) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(("t", "b", "h", "w", "k"), [(1, 1, 8, 8, 2), (2, 3, 16, 12, 10), (4, 2, 17, 9, 7)])
