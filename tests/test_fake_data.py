@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 
@@ -29,21 +28,10 @@ def test_fake_images_are_repeatable_and_in_range() -> None:
         FakeDataModule(num_classes=1)
 
 
-def test_fit_on_fake_data(tmp_path: Path) -> None:
+def test_fit_on_fake_data(fast_trainer) -> None:
     dm = FakeDataModule(num_classes=4, image_size=12, resolution=16, batch_size=4, timesteps=2, augment="full")
     module = SpikingClassifier("spiking_cnn", model_kwargs={"channels": [4, 8]}, spike_log_every_n_steps=0)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=2,
-        limit_val_batches=1,
-        num_sanity_val_steps=0,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        logger=False,
-        default_root_dir=str(tmp_path),
-    )
+    trainer = fast_trainer()
     trainer.fit(module, datamodule=dm)
     assert module.hparams.num_classes == 4 and torch.isfinite(trainer.callback_metrics["train/loss"])
 
