@@ -8,13 +8,15 @@ the config file's name unless ``--run_name`` is given. ``--ckpt_path last`` resu
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
+from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE, _TENSORBOARDX_AVAILABLE
+from lightning.pytorch.callbacks import ModelSummary, ProgressBar, RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..data.base import I2EDataModule
@@ -106,9 +108,14 @@ class I2ECLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         trainer_cfg = self._sub().get("trainer") or {}
         callbacks: list[Any] = []
-        if trainer_cfg.get("enable_progress_bar", True) is not False:
+        # a progress bar or model summary the user names replaces ours (Lightning allows one of each)
+        user_kinds = _callback_classes(trainer_cfg.get("callbacks"))
+        if trainer_cfg.get("enable_progress_bar", True) is not False and not _any_subclass(user_kinds, ProgressBar):
             callbacks.append(RichProgressBar())
-        if trainer_cfg.get("enable_model_summary", True) is not False:
+        self._own_summary = trainer_cfg.get("enable_model_summary", True) is not False and not _any_subclass(
+            user_kinds, ModelSummary
+        )
+        if self._own_summary:
             callbacks.append(RichModelSummary(max_depth=2))
         if self.config.get("subcommand") == "predict" and self._sub().get("predict_output"):
             callbacks.append(PredictionWriter(self._sub().predict_output))
@@ -128,9 +135,42 @@ class I2ECLI(LightningCLI):
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(AtomicCheckpointIO())
         kwargs.setdefault("plugins", plugins)
+        if getattr(self, "_own_summary", False):
+            # ours replaces Lightning's default summary: tell the Trainer, so it does not log "already configured"
+            kwargs.setdefault("enable_model_summary", False)
         if cfg.get("logger") is True or cfg.get("logger") is None:
-            kwargs.setdefault("logger", CSVLogger(save_dir="lightning_logs", name=self._run_name()))
+            kwargs.setdefault("logger", default_logger(self._run_name()))
         return super().instantiate_trainer(**kwargs)
+
+
+def default_logger(run_name: str, save_dir: str = "lightning_logs") -> Logger:
+    """Lightning's own choice (TensorBoard when installed, else CSV), in ``<save_dir>/<run_name>/version_N``."""
+    if _TENSORBOARD_AVAILABLE or _TENSORBOARDX_AVAILABLE:
+        return TensorBoardLogger(save_dir=save_dir, name=run_name)
+    return CSVLogger(save_dir=save_dir, name=run_name)
+
+
+def _callback_classes(configured: Any) -> list[type]:
+    """The classes of the callbacks a config or the command line names (``class_path`` entries or instances)."""
+    if configured is None:
+        return []
+    items = configured if isinstance(configured, list) else [configured]
+    classes: list[type] = []
+    for item in items:
+        path = item.get("class_path") if hasattr(item, "get") else None
+        if isinstance(path, str) and "." in path:
+            module_name, _, name = path.rpartition(".")
+            try:
+                classes.append(getattr(importlib.import_module(module_name), name))
+            except (ImportError, AttributeError):
+                continue  # LightningCLI reports the bad class_path itself
+        elif not isinstance(item, dict) and hasattr(item, "__class__"):
+            classes.append(type(item))
+    return classes
+
+
+def _any_subclass(classes: list[type], base: type) -> bool:
+    return any(isinstance(c, type) and issubclass(c, base) for c in classes)
 
 
 def run_lightning(argv: list[str] | None) -> Any:
