@@ -192,7 +192,12 @@ def describe_state_diff(
     own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], ignore: Iterable[str] = ()
 ) -> str | None:
     """One readable line of what does not fit (``None`` when everything fits)."""
-    missing, unexpected, shapes = state_diff(own, state, ignore)
+    return format_state_diff(*state_diff(own, state, ignore))
+
+
+def format_state_diff(missing: Iterable[str], unexpected: Iterable[str], shapes: Iterable[str]) -> str | None:
+    """The three lists of :func:`state_diff` as one readable line (``None`` when all are empty)."""
+    missing, unexpected, shapes = list(missing), list(unexpected), list(shapes)
     parts = []
     if missing:
         parts.append(f"missing in checkpoint: {_names(missing)}")

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import network_state, read_checkpoint, state_diff
+from .checkpoint import format_state_diff, network_state, read_checkpoint, state_diff
 from .ms_resnet import MSResNet, ms_resnet18, ms_resnet34
 from .neurons import MultiStepLeaky
 from .utils import replace_head as _replace_head
@@ -23,7 +23,6 @@ from .utils import replace_head as _replace_head
 __all__ = ["OFFICIAL_ARCHS", "load_official", "official_state_dict", "save_official", "to_official_state_dict"]
 
 OFFICIAL_ARCHS = {"ms_resnet18": ms_resnet18, "ms_resnet34": ms_resnet34}
-_MAX_NAMES = 12
 
 
 def official_state_dict(
@@ -50,12 +49,6 @@ def _neuron_buffer_names(model: nn.Module) -> set[str]:
             for pname, _ in m.named_parameters(recurse=False):
                 names.add(f"{mname}.{pname}" if mname else pname)
     return names
-
-
-def _names(keys: list[str]) -> str:
-    keys = sorted(keys)
-    more = f" ... (+{len(keys) - _MAX_NAMES} more)" if len(keys) > _MAX_NAMES else ""
-    return ", ".join(keys[:_MAX_NAMES]) + more
 
 
 def _guess_arch(sd: Mapping[str, torch.Tensor]) -> str | None:
@@ -110,17 +103,11 @@ def load_official(
     expected = {k for k in own if k not in neuron_keys}
     missing, unexpected, mismatched = state_diff(own, sd, ignore=neuron_keys)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing in checkpoint: {_names(missing)}")
-        if unexpected:
-            parts.append(f"unexpected in checkpoint: {_names(unexpected)}")
-        if mismatched:
-            parts.append(f"shape mismatch: {_names(mismatched)}")
+    problem = format_state_diff(missing, unexpected, mismatched)
+    if problem:
         guess = _guess_arch(sd)
         hint = f" (the checkpoint looks like {guess}; pass arch={guess!r})" if guess and guess != arch else ""
-        msg = f"official checkpoint does not fit {arch}{hint}: " + "; ".join(parts)
+        msg = f"official checkpoint does not fit {arch}{hint}: {problem}"
         if strict:
             raise ValueError(msg)
         import warnings
