@@ -49,8 +49,8 @@ VISUALIZE_STRIP = (
 CONVERT = "python -m i2e_lightning convert --config configs/fashion_mnist.yaml --split train --out fmnist_train.h5"
 # the published I2E-FashionMNIST: all 60,000 training images at T = 8
 CONVERT_PUBLISHED = (
-    "python -m i2e_lightning convert --config configs/fashion_mnist.yaml --set val_size=0 --set timesteps=8 "
-    "--split train --out fmnist_published.h5"
+    "python -m i2e_lightning convert --config configs/fashion_mnist.yaml --data.init_args.val_size 0 "
+    "--data.init_args.timesteps 8 --split train --out fmnist_published.h5"
 )
 PUBLISHED_FASHION_MNIST_RATE = 10.76  # % (the official dataset catalogue)
 
@@ -166,7 +166,7 @@ def conversion_share() -> str:
 def _convert(command: str) -> list[str]:
     name = command.rsplit("--out ", 1)[1].split()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        out = _run(command.replace(f"--out {name}", f"--out {tmp}/{name}") + " --no-progress")
+        out = _run(command.replace(f"--out {name}", f"--out {tmp}/{name}") + " --no_progress")
     return [ln.replace(f"{tmp}/", "") for ln in out.splitlines() if ln.strip()]
 
 

@@ -134,7 +134,7 @@ def fake_config(tmp_path, monkeypatch):
 def test_cli_curve_target_and_plot(fake_config, tmp_path, capsys):
     cfg = fake_config("FakeImages", ratio=0.2, timesteps=4, num_workers=0)
     plot = tmp_path / "curve.png"
-    argv = ["--config", cfg, "--target-rate", "0.05", "--samples", "32", "--points", "6", "--plot", str(plot)]
+    argv = ["--config", cfg, "--target_rate", "0.05", "--samples", "32", "--points", "6", "--plot", str(plot)]
     assert calibrate_main(argv) == 0
     out = capsys.readouterr().out
     assert "chosen" in out and "config ratio 0.2 gives" in out and "data.init_args.ratio:" in out
@@ -154,11 +154,11 @@ def test_cli_curve_only_and_errors(fake_config, capsys):
     assert calibrate_main(["--config", cfg, "--samples", "8", "--points", "3", "--split", "test"]) == 0
     out = capsys.readouterr().out
     assert "config ratio 0.1 gives" in out and "chosen" not in out
-    assert calibrate_main(["--config", cfg, "--target-rate", "0.9", "--samples", "8"]) == 2
-    assert "out of reach" in capsys.readouterr().out
-    assert calibrate_main(["--config", cfg, "--target-rate", "5"]) == 2
-    assert "fraction" in capsys.readouterr().out
-    assert calibrate_main(["--config", fake_config("FakeEvents", num_workers=0), "--target-rate", "0.05"]) == 2
-    assert "no threshold ratio" in capsys.readouterr().out
-    assert calibrate_main(["--config", "missing.yaml", "--target-rate", "0.05"]) == 2
-    assert "does not exist" in capsys.readouterr().out
+    assert calibrate_main(["--config", cfg, "--target_rate", "0.9", "--samples", "8"]) == 2
+    assert "out of reach" in capsys.readouterr().err
+    assert calibrate_main(["--config", cfg, "--target_rate", "5"]) == 2
+    assert "fraction" in capsys.readouterr().err
+    assert calibrate_main(["--config", fake_config("FakeEvents", num_workers=0), "--target_rate", "0.05"]) == 2
+    assert "no threshold ratio" in capsys.readouterr().err
+    assert calibrate_main(["--config", "missing.yaml", "--target_rate", "0.05"]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -15,7 +15,8 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from i2e_lightning.commands.convert import main, parse_overrides
+from i2e_lightning.commands.arguments import parse
+from i2e_lightning.commands.convert import build_parser, main
 from i2e_lightning.converter import I2E
 from i2e_lightning.events.convert import _events_to_rows, auto_batch_size, convert_dataset
 from tests.helpers.run_if import RunIf
@@ -245,8 +246,8 @@ def test_cli_converts_a_config_split(tmp_path, capsys):
     cfg = tmp_path / "fm.yaml"
     cfg.write_text("data:\n  class_path: i2e_lightning.data.FashionMNISTDataModule\n  init_args:\n    batch_size: 8\n")
     out = tmp_path / "fm_test.h5"
-    args = ["--config", str(cfg), "--split", "test", "--out", str(out), "--limit", "300", "--batch-size", "128"]
-    assert main([*args, "--no-progress"]) == 0
+    args = ["--config", str(cfg), "--split", "test", "--out", str(out), "--limit", "300", "--batch_size", "128"]
+    assert main([*args, "--no_progress"]) == 0
     text = capsys.readouterr().out
     for word in ("mean event rate", "rate per timestep", "ON / OFF", "bytes written", "throughput"):
         assert word in text
@@ -261,20 +262,28 @@ def test_cli_converts_a_config_split(tmp_path, capsys):
     imgs = torch.stack([ds[i][0] for i in range(300)])
     np.testing.assert_array_equal(events, reference_rows(imgs, I2E(ratio=0.15)))
     # again: complete -> refused with a hint; --overwrite -> fine
-    assert main([*args, "--no-progress"]) == 2
+    assert main([*args, "--no_progress"]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert main([*args[:-4], "--limit", "100", "--no-progress", "--overwrite"]) == 0
+    assert main([*args[:-4], "--limit", "100", "--no_progress", "--overwrite"]) == 0
     assert read(out)[0].shape == (100, 2048)
 
 
-def test_overrides_and_auto_batch():
-    assert parse_overrides(["val_size=0", "data_dir=/x y", "order=[0,1,2,3,4,5,6,7]"]) == {
+def test_overrides_and_auto_batch(tmp_path):
+    cfg = tmp_path / "fm.yaml"
+    cfg.write_text("data:\n  class_path: i2e_lightning.data.FashionMNISTDataModule\n")
+    base = ["--config", str(cfg), "--out", "o.h5"]
+    dotted = ["--data.init_args.val_size", "0", "--data.init_args.data_dir", "/x y"]
+    args = parse(build_parser(), [*base, *dotted, "--data.init_args.order", "[0,1,2,3,4,5,6,7]"])
+    assert {k: args.data.init_args[k] for k in ("val_size", "data_dir", "order")} == {
         "val_size": 0,
         "data_dir": "/x y",
         "order": [0, 1, 2, 3, 4, 5, 6, 7],
     }
+    # the old --set KEY=VALUE still means the same dotted override
+    old = parse(build_parser(), [*base, "--set", "val_size=0", "--set", "order=[0,1,2,3,4,5,6,7]"])
+    assert old.data.init_args.val_size == 0 and old.data.init_args.order == [0, 1, 2, 3, 4, 5, 6, 7]
     with pytest.raises(ValueError, match="KEY=VALUE"):
-        parse_overrides(["val_size"])
+        parse(build_parser(), [*base, "--set", "val_size"])
     assert auto_batch_size((8, 2, 32, 32)) == 4096
     assert auto_batch_size((8, 2, 128, 128)) == 1024
     assert auto_batch_size((8, 2, 224, 224)) == 334
@@ -284,15 +293,18 @@ def test_overrides_and_auto_batch():
 def test_cli_unknown_override_is_named(tmp_path, capsys):
     cfg = tmp_path / "fm.yaml"
     cfg.write_text("data:\n  class_path: i2e_lightning.data.FashionMNISTDataModule\n")
-    assert main(["--config", str(cfg), "--out", str(tmp_path / "o.h5"), "--set", "bogus=1"]) == 2
+    assert main(["--config", str(cfg), "--out", str(tmp_path / "o.h5"), "--data.init_args.bogus", "1"]) == 2
     assert "bogus" in capsys.readouterr().err
 
 
 def test_cli_errors(tmp_path, capsys):
     assert main(["--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o.h5")]) == 2
     assert "none.yaml" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["--config", "x.yaml", "--out", "o.h5", "--split", "dev"])
+    cfg = tmp_path / "fm.yaml"
+    cfg.write_text("data:\n  class_path: i2e_lightning.data.FashionMNISTDataModule\n")
+    assert main(["--config", str(cfg), "--out", "o.h5", "--split", "dev"]) == 2
+    err = capsys.readouterr().err
+    assert "dev" in err and len(err.strip().splitlines()) == 1
 
 
 class FakeDataModule:
@@ -313,10 +325,10 @@ def test_cli_with_a_fake_datamodule_and_ctrl_c(tmp_path, monkeypatch, capsys):
     import i2e_lightning.commands.convert as convert_command
 
     cfg = tmp_path / "any.yaml"
-    cfg.write_text("data: {}\n")
+    cfg.write_text("data:\n  class_path: i2e_lightning.data.FashionMNISTDataModule\n")
     out = tmp_path / "o.h5"
-    monkeypatch.setattr(convert_command, "datamodule_from_config", lambda path, **kw: FakeDataModule())
-    args = ["--config", str(cfg), "--split", "val", "--out", str(out), "--batch-size", "32", "--no-progress"]
+    monkeypatch.setattr(convert_command, "instantiate_data", lambda parser, args: FakeDataModule())
+    args = ["--config", str(cfg), "--split", "val", "--out", str(out), "--batch_size", "32", "--no_progress"]
     assert main(args) == 0
     events, labels, attrs = read(out)
     assert attrs["source"] == "FakeDataModule:/fake" and attrs["split"] == "val" and attrs["num_classes"] == 10
@@ -326,10 +338,10 @@ def test_cli_with_a_fake_datamodule_and_ctrl_c(tmp_path, monkeypatch, capsys):
         def split_dataset(self, split):
             return Images(n=120, h=6, w=10, fail_at=70, exc=KeyboardInterrupt)  # Ctrl-C while loading batch 2
 
-    monkeypatch.setattr(convert_command, "datamodule_from_config", lambda path, **kw: Interrupting())
+    monkeypatch.setattr(convert_command, "instantiate_data", lambda parser, args: Interrupting())
     out2 = tmp_path / "i.h5"
     assert (
-        main(["--config", str(cfg), "--split", "val", "--out", str(out2), "--batch-size", "32", "--no-progress"]) == 130
+        main(["--config", str(cfg), "--split", "val", "--out", str(out2), "--batch_size", "32", "--no_progress"]) == 130
     )
     assert "run the same command again" in capsys.readouterr().err
     assert read(out2)[2]["num_written"] == 64
@@ -371,7 +383,7 @@ def test_cli_writes_every_format_the_project_reads(tmp_path, capsys, fmt, name):
     cfg = tmp_path / "fm.yaml"
     cfg.write_text("data:\n  class_path: i2e_lightning.data.FashionMNISTDataModule\n  init_args:\n    timesteps: 2\n")
     out = tmp_path / name
-    base = ["--config", str(cfg), "--split", "test", "--limit", "40", "--no-progress"]
+    base = ["--config", str(cfg), "--split", "test", "--limit", "40", "--no_progress"]
     assert main([*base, "--out", str(tmp_path / "ref.h5")]) == 0
     assert main([*base, "--out", str(out), "--format", fmt]) == 0
     assert f"format              {fmt}" in capsys.readouterr().out or fmt == "h5"

@@ -48,7 +48,7 @@ def test_png_strip_size_and_colours(tmp_path):
     a = make_image(tmp_path / "a.png", 10, 14, seed=1)
     b = make_image(tmp_path / "b.jpg", 20, 8, seed=2)
     out = tmp_path / "strip.png"
-    assert main([str(a), str(b), "--out", str(out), "--size", "12x16", "--scale", "2"]) == 0
+    assert main([str(a), str(b), "--out", str(out), "--resolution", "[12,16]", "--scale", "2"]) == 0
     with Image.open(out) as im:
         assert im.size == (9 * 16 * 2 + 8 * 2, 2 * 12 * 2 + 2)
         pixels = set(map(tuple, np.asarray(im.convert("RGB")).reshape(-1, 3).tolist()))
@@ -109,8 +109,8 @@ def test_bad_inputs_are_named(tmp_path, capsys):
     assert main([str(img), "--out", str(tmp_path / "dir.gif")]) == 2
     assert "directory" in capsys.readouterr().err
     assert main(["--out", str(tmp_path / "x.gif")]) == 2
-    assert main([str(img), "--out", str(tmp_path / "x.gif"), "--size", "0"]) == 2
-    assert "--size" in capsys.readouterr().err
+    assert main([str(img), "--out", str(tmp_path / "x.gif"), "--resolution", "0"]) == 2
+    assert "--resolution" in capsys.readouterr().err
 
 
 def test_unwritable_output_says_why(tmp_path, capsys, monkeypatch):

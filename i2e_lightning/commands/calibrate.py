@@ -1,13 +1,12 @@
 """``python -m i2e_lightning calibrate``: event rate against threshold ratio, and the ratio for a target rate.
 
 Measures the event rate against the ratio on a random sample of a split (the paper's Figure 4),
-prints the curve, optionally plots it, and reports the ratio that hits ``--target-rate`` (bisection;
+prints the curve, optionally plots it, and reports the ratio that hits ``--target_rate`` (bisection;
 the rate falls monotonically as the ratio grows).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -15,37 +14,44 @@ import torch
 
 from ..converter.calibrate import RATIO_LO, CalibrationResult, calibrate_ratio, default_ratios, rate_curve
 from ..data.calibrate import plot_curve, sample_images
-from ..data.config import datamodule_from_config
+from .arguments import CommandParser, add_data_section, fail, instantiate_data, parse, rename
+
+ALIASES = {"--target-rate": rename("--target_rate"), "--batch-size": rename("--batch_size")}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m i2e_lightning calibrate",
-        description="Event rate against threshold ratio on a dataset sample, and the ratio for a target rate.",
+def build_parser() -> CommandParser:
+    p = CommandParser(
+        "calibrate",
+        description="Event rate against threshold ratio on a sample of the data section's dataset, and the ratio "
+        "for a target rate.",
     )
-    p.add_argument("--config", type=Path, required=True, help="LightningCLI YAML with a data: section")
-    p.add_argument("--target-rate", type=float, default=None, help="wanted mean event rate, e.g. 0.05 (fraction)")
-    p.add_argument("--samples", type=int, default=1024, help="images drawn from the split (default %(default)s)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="train")
-    p.add_argument("--plot", type=Path, default=None, help="write the curve as an image (needs matplotlib)")
-    p.add_argument("--lo", type=float, default=RATIO_LO, help="smallest ratio searched (default %(default)s)")
-    p.add_argument("--hi", type=float, default=0.5, help="largest ratio searched (default %(default)s)")
-    p.add_argument("--tol", type=float, default=1e-4, help="bisection stops at this ratio width (default %(default)s)")
-    p.add_argument("--points", type=int, default=20, help="evenly spaced curve points (default %(default)s)")
+    add_data_section(p, required=True)
+    p.add_argument(
+        "--target_rate", type=float | None, default=None, help="wanted mean event rate, e.g. 0.05 (fraction)"
+    )
+    p.add_argument("--samples", type=int, default=1024, help="images drawn from the split")
+    p.add_argument("--split", choices=("train", "val", "test"), default="train", help="split drawn from")
+    p.add_argument("--plot", type=str | None, default=None, help="write the curve as an image (needs matplotlib)")
+    p.add_argument("--lo", type=float, default=RATIO_LO, help="smallest ratio searched")
+    p.add_argument("--hi", type=float, default=0.5, help="largest ratio searched")
+    p.add_argument("--tol", type=float, default=1e-4, help="bisection stops at this ratio width")
+    p.add_argument("--points", type=int, default=20, help="evenly spaced curve points")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample draw")
-    p.add_argument("--batch-size", type=int, default=256, help="images converted at once")
-    p.add_argument("--device", default="cpu", help="device of the conversion (cpu, cuda)")
+    p.add_argument("--batch_size", type=int, default=256, help="images converted at once")
+    p.add_argument("--device", type=str, default="cpu", help="device of the conversion (cpu, cuda)")
+    p.aliases = ALIASES
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     console = Console()
     try:
+        parser = build_parser()
+        args = parse(parser, sys.argv[1:] if argv is None else argv)
         if args.samples < 1:
             raise ValueError(f"--samples must be >= 1, got {args.samples}")
         if args.points < 2:
@@ -53,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 < args.lo < args.hi < 1:
             raise ValueError(f"need 0 < --lo < --hi < 1, got {args.lo}, {args.hi}")
         if args.target_rate is not None and not 0 < args.target_rate < 1:
-            raise ValueError(f"--target-rate is a fraction in (0, 1), e.g. 0.05 for 5 %, got {args.target_rate}")
-        dm = datamodule_from_config(args.config)
+            raise ValueError(f"--target_rate is a fraction in (0, 1), e.g. 0.05 for 5 %, got {args.target_rate}")
+        dm = instantiate_data(parser, args)
         conv = getattr(dm, "converter", None)
         if conv is None:
             raise ValueError(
@@ -111,12 +117,11 @@ def main(argv: list[str] | None = None) -> int:
                 f" - set it in the config as  data.init_args.ratio: {result.ratio:.4f}"
             )
         if args.plot is not None:
-            out = plot_curve(full, args.plot, args.target_rate, result.ratio if result else None, current, title)
+            out = plot_curve(full, Path(args.plot), args.target_rate, result.ratio if result else None, current, title)
             console.print(f"plot written to {out}")
         return 0
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        console.print(f"[red]calibrate: {exc}[/]", soft_wrap=True)
-        return 2
+    except (ValueError, OSError, ImportError) as exc:
+        return fail(exc)
 
 
 if __name__ == "__main__":

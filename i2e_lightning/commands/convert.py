@@ -6,11 +6,12 @@ progress bar it reports to, and prints the statistics.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
+from jsonargparse import ActionYesNo
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -23,9 +24,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from ..data.config import datamodule_from_config
 from ..events.convert import SPLITS, ConvertResult, convert_dataset
 from ..events.formats import FORMATS, write_format
+from .arguments import CommandParser, UsageError, add_data_section, fail, instantiate_data, parse, rename
 
 
 class _RateColumn(ProgressColumn):
@@ -97,80 +98,79 @@ def print_summary(result: ConvertResult, console: Console) -> None:
     )
 
 
-def parse_overrides(items: Sequence[str]) -> dict:
-    """``["val_size=0", "data_dir=/x"]`` -> ``{"val_size": 0, "data_dir": "/x"}`` (values parsed as YAML)."""
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
-    return out
+ALIASES = {
+    "--batch-size": rename("--batch_size"),
+    "--num-workers": rename("--num_workers"),
+    "--no-progress": rename("--no_progress"),
+    "--set": ("--data.init_args", 1, lambda v: _set_override(v[0])),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m i2e_lightning convert",
-        description="Convert a configured image dataset to an HDF5 event file (canonical pairs, resumable).",
+def _set_override(item: str) -> list[str]:
+    """The old ``--set KEY=VALUE`` as the dotted override ``--data.init_args.KEY VALUE``."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"--set expects KEY=VALUE, got {item!r} (now spelled --data.init_args.KEY VALUE)")
+    return [f"--data.init_args.{key.strip()}", value]
+
+
+def build_parser() -> CommandParser:
+    p = CommandParser(
+        "convert",
+        description="Convert the data section's image dataset to an event file (canonical pairs, resumable). "
+        "Example: --config configs/fashion_mnist.yaml --data.init_args.val_size 0 --split train --out fm.h5",
     )
-    p.add_argument("--config", required=True, help="LightningCLI YAML with a data: section")
-    p.add_argument("--split", default="train", choices=SPLITS, help="which split to convert (default: train)")
-    p.add_argument("--out", required=True, help="output: .h5 file, .parquet file, or a folder for npz")
+    add_data_section(p, required=True)
+    p.add_argument("--split", default="train", choices=SPLITS, help="which split to convert")
+    p.add_argument("--out", type=str, required=True, help="output: .h5 file, .parquet file, or a folder for npz")
     p.add_argument(
         "--format",
-        choices=FORMATS,
+        type=Literal[FORMATS] | None,  # type: ignore[valid-type]
         default=None,
         help="h5 (resumable, default), parquet (the published Hugging Face layout) or npz (root/<label>/<i>.npz); "
         "default: from --out's suffix (.parquet -> parquet, .h5/.hdf5 -> h5, no suffix -> npz)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=None, help="images per batch (default: ~256 MB of events, 64-4096)"
+        "--batch_size", type=int | None, default=None, help="images per batch (default: ~256 MB of events, 64-4096)"
     )
-    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N")
+    p.add_argument("--device", type=str, default="auto", help="auto (GPU when available), cpu, cuda or cuda:N")
     p.add_argument(
-        "--num-workers", type=int, default=None, help="DataLoader workers decoding images (default: 0 on CPU, 8 GPU)"
+        "--num_workers",
+        type=int | None,
+        default=None,
+        help="DataLoader workers decoding images (default: 0 on CPU, 8 GPU)",
     )
     p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a data.init_args entry of the config (YAML value), e.g. --set val_size=0; repeatable",
+        "--overwrite", action=ActionYesNo, default=False, help="replace an existing file instead of resuming it"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing file instead of resuming it")
-    p.add_argument("--limit", type=int, default=None, help="convert only the first N samples")
-    p.add_argument("--compression", choices=("gzip", "lzf"), default=None, help="HDF5 filter for events")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--limit", type=int | None, default=None, help="convert only the first N samples")
+    p.add_argument("--compression", type=Literal["gzip", "lzf"] | None, default=None, help="HDF5 filter for events")
+    p.add_argument("--progress", action=ActionYesNo(yes_prefix="", no_prefix="no_"), default=True, help="progress bar")
+    p.aliases = ALIASES
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     console = Console(stderr=True)
     out = Console()
-    h5_out = args.out
+    h5_out = None
     try:
+        parser = build_parser()
+        args = parse(parser, list(sys.argv[1:] if argv is None else argv))
         fmt = args.format or _format_from_suffix(args.out)
         # parquet and npz are written from the finished HDF5 file, which keeps the conversion resumable
         h5_out = args.out if fmt == "h5" else f"{args.out}.convert.h5"
         if fmt != "h5" and Path(args.out).exists() and not args.overwrite:
             raise ValueError(f"{args.out} exists: pass --overwrite to replace it")
-        config = Path(args.config)
-        if not config.is_file():
-            raise FileNotFoundError(f"config file not found: {config}")
-        dm = datamodule_from_config(str(config), **parse_overrides(args.set))
+        dm = instantiate_data(parser, args)
         dataset = dm.split_dataset(args.split)
         source = f"{type(dm).__name__}"
         data_dir = getattr(dm, "data_dir", None)
         if data_dir:
             source += f":{data_dir}"
-        extra = {"num_classes": int(dm.num_classes), "config": str(config)}
-        progress = _ProgressBar(console, f"{args.split} -> {Path(args.out).name}", enabled=not args.no_progress)
+        configs = ",".join(str(c) for c in (args.get("config") or []) if c is not None)
+        extra = {"num_classes": int(dm.num_classes), "config": configs}
+        progress = _ProgressBar(console, f"{args.split} -> {Path(args.out).name}", enabled=args.progress)
         with progress:
             result = convert_dataset(
                 dataset,
@@ -197,8 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 130
     except (ValueError, OSError, ImportError) as exc:  # OSError: also a full disk while writing
-        console.print(f"[red]error:[/red] {exc}")
-        return 2
+        return fail(exc)
     print_summary(result, out)
     if fmt != "h5":
         out.print(f"format              {fmt}: {args.out}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Sequence
@@ -13,53 +12,53 @@ from PIL import Image
 
 from ..converter import I2E
 from ..converter.preprocess import resize_uint8
-from ..data.config import datamodule_from_config
 from ..events.hdf5 import EventH5Reader
 from ..events.visualize import check_output, convert_images, load_image, save_visualization
+from .arguments import (
+    CommandParser,
+    add_data_section,
+    add_resolution,
+    fail,
+    instantiate_data,
+    parse,
+    resolution_pair,
+    size_text,
+)
+
+ALIASES = {"--size": size_text()}
 
 
-def _parse_size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    parts = text.lower().replace("x", " ").replace(",", " ").split()
-    try:
-        nums = [int(p) for p in parts]
-    except ValueError:
-        nums = []
-    if len(nums) not in (1, 2) or min(nums) < 1:
-        raise ValueError(f"--size must be N or HxW (positive integers), got {text!r}")
-    return (nums[0], nums[0]) if len(nums) == 1 else (nums[0], nums[1])
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m i2e_lightning visualize",
-        description="Draw images beside their I2E event frames as an animated GIF or a PNG strip.",
+def build_parser() -> CommandParser:
+    p = CommandParser(
+        "visualize",
+        description="Draw images beside their I2E event frames as an animated GIF or a PNG strip: image files, "
+        "samples of an event file (--h5), or samples of the data section's dataset (--config FILE).",
     )
-    p.add_argument("images", nargs="*", help="image files to convert and draw (one row each)")
-    p.add_argument("--out", required=True, help="output FILE.gif (one frame per timestep) or FILE.png (strip)")
-    p.add_argument("--h5", help="draw samples of this HDF5 event file instead of images")
-    p.add_argument("--config", help="draw samples of this config's dataset (its preprocessing and converter)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split for --config")
-    p.add_argument("--index", type=int, nargs="+", default=[0], help="sample indices for --h5/--config")
-    p.add_argument("--ratio", type=float, default=None, help="threshold ratio (default 0.12; --config: its own)")
-    p.add_argument("--order", type=int, default=None, help="order preset 0-5 (default 4)")
-    p.add_argument("--timesteps", type=int, default=None, help="timesteps 1-8 (default 8)")
-    p.add_argument("--size", default=None, help="resize images to N or HxW first (bicubic), e.g. 32 or 128x96")
-    p.add_argument("--scale", type=int, default=None, help="pixel magnification (default: panels >= 128 px)")
-    p.add_argument("--duration", type=int, default=250, help="GIF milliseconds per timestep (default 250)")
-    p.add_argument("--columns", type=int, default=1, help="samples side by side per row (default 1)")
+    add_data_section(p, required=False)
+    p.add_argument("images", nargs="*", type=str, default=[], help="image files to convert and draw (one row each)")
+    p.add_argument("--out", type=str, required=True, help="output FILE.gif (one frame per timestep) or FILE.png")
+    p.add_argument("--h5", type=str | None, default=None, help="draw samples of this HDF5 event file instead")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split of the data section")
+    p.add_argument("--index", type=int, nargs="+", default=[0], help="sample indices for --h5 or the data section")
+    p.add_argument("--ratio", type=float | None, default=None, help="threshold ratio (default 0.12; data: its own)")
+    p.add_argument("--order", type=int | None, default=None, help="order preset 0-5 (default 4)")
+    p.add_argument("--timesteps", type=int | None, default=None, help="timesteps 1-8 (default 8)")
+    add_resolution(p, "resize images to this size first (bicubic), e.g. 32 or [128,96]")
+    p.add_argument("--scale", type=int | None, default=None, help="pixel magnification (default: panels >= 128 px)")
+    p.add_argument("--duration", type=int, default=250, help="GIF milliseconds per timestep")
+    p.add_argument("--columns", type=int, default=1, help="samples side by side per row")
+    p.aliases = ALIASES
     return p
 
 
-def _collect(args) -> list[tuple[torch.Tensor | None, np.ndarray]]:
-    modes = [bool(args.images), args.h5 is not None, args.config is not None]
+def _collect(parser: CommandParser, args) -> list[tuple[torch.Tensor | None, np.ndarray]]:
+    modes = [bool(args.images), args.h5 is not None, args.get("data") is not None]
     if sum(modes) != 1:
         raise ValueError("give image files, or --h5 FILE --index N, or --config FILE --index N (exactly one)")
-    size = _parse_size(args.size)
+    size = resolution_pair(args.resolution)
     if args.h5 is not None:
         if args.ratio is not None or args.order is not None or size is not None:
-            raise ValueError("--ratio/--order/--size do not apply to --h5: the events are already in the file")
+            raise ValueError("--ratio/--order/--resolution do not apply to --h5: the events are already in the file")
         reader = EventH5Reader(args.h5)
         samples = []
         for i in args.index:
@@ -68,11 +67,11 @@ def _collect(args) -> list[tuple[torch.Tensor | None, np.ndarray]]:
             ev = reader.events(i)
             samples.append((None, ev[: args.timesteps] if args.timesteps else ev))
         return samples
-    if args.config is not None:
-        overrides = {k: v for k, v in (("ratio", args.ratio), ("order", args.order)) if v is not None}
-        if args.timesteps is not None:
-            overrides["timesteps"] = args.timesteps
-        dm = datamodule_from_config(args.config, **overrides)
+    if args.data is not None:
+        for key in ("ratio", "order", "timesteps"):  # the command line's converter settings win over the config's
+            if args[key] is not None:
+                args.data.init_args[key] = args[key]
+        dm = instantiate_data(parser, args)
         dataset = dm.split_dataset(args.split)
         images = []
         for i in args.index:
@@ -98,8 +97,9 @@ def _collect(args) -> list[tuple[torch.Tensor | None, np.ndarray]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
+        parser = build_parser()
+        args = parse(parser, list(sys.argv[1:] if argv is None else argv))
         check_output(args.out)  # fail before converting anything
         if args.scale is not None and args.scale < 1:
             raise ValueError(f"--scale must be >= 1, got {args.scale}")
@@ -107,13 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--columns must be >= 1, got {args.columns}")
         if args.duration < 1:
             raise ValueError(f"--duration must be >= 1 ms, got {args.duration}")
-        samples = _collect(args)
+        samples = _collect(parser, args)
         largest = max(max(ev.shape[-2:]) for _, ev in samples)
         scale = args.scale if args.scale is not None else max(1, math.ceil(128 / largest))
         out = save_visualization(samples, args.out, scale=scale, duration_ms=args.duration, columns=args.columns)
-    except (ValueError, FileNotFoundError, PermissionError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError, ImportError) as exc:
+        return fail(exc)
     steps = max(ev.shape[0] for _, ev in samples)
     with Image.open(out) as im:
         w, h = im.size

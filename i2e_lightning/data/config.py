@@ -16,7 +16,7 @@ import yaml
 
 from .base import I2EDataModule
 
-__all__ = ["datamodule_from_config", "resolve_datamodule_class"]
+__all__ = ["add_data_arguments", "data_error_reason", "datamodule_from_config", "resolve_datamodule_class"]
 
 
 def resolve_datamodule_class(class_path: str, where: str = "data.class_path") -> type[I2EDataModule]:
@@ -129,7 +129,7 @@ def datamodule_from_config(path: str | Path, **init_overrides: Any) -> I2EDataMo
     try:
         parsed = _parser().parse_object({"data": {"class_path": _class_path(cls), "init_args": init_args}})
     except ArgumentError as exc:
-        raise ValueError(f"{path}: bad 'data.init_args' for {cls.__name__}: {_reason(exc)}") from exc
+        raise ValueError(f"{path}: bad 'data.init_args' for {cls.__name__}: {data_error_reason(exc)}") from exc
     try:
         return cls(**parsed.data.init_args.as_dict(), **extra)
     except (TypeError, ValueError) as exc:
@@ -145,8 +145,13 @@ def _parser():  # noqa: ANN202 - jsonargparse is imported lazily
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(I2EDataModule, "data", fail_untyped=False, required=True)
+    add_data_arguments(parser, required=True)
     return parser
+
+
+def add_data_arguments(parser: Any, required: bool = True) -> None:
+    """The ``data`` group as LightningCLI adds it (``subclass_mode_data=True``); the command tools use it too."""
+    parser.add_subclass_arguments(I2EDataModule, "data", fail_untyped=False, required=required)
 
 
 @cache
@@ -159,7 +164,7 @@ def _init_keys(cls: type[I2EDataModule]) -> list[str]:
     return [action.dest.removeprefix("data.") for action in parser._actions if action.dest.startswith("data.")]
 
 
-def _reason(exc: Exception) -> str:
+def data_error_reason(exc: Exception) -> str:
     """jsonargparse's nested message about one subclass -> its informative lines on one line."""
     lines = [line.strip(" -") for line in str(exc).splitlines()]
     noise = ('Parser key "data"', "Does not validate against", "Subtypes:", "Errors:", "Problem with given class_path")
