@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from torch.utils.data import default_collate
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -41,15 +42,17 @@ from i2e_lightning.data.config import datamodule_from_config
 from i2e_lightning.training import SpikingClassifier
 
 
-def _image_batch(dm: Any, batch: int, synthetic: bool) -> torch.Tensor:
-    """A uint8 batch as the training dataloader ships it (real images unless ``synthetic``)."""
+def _image_batch(dm: Any, batch: int, synthetic: bool) -> torch.Tensor | list[torch.Tensor]:
+    """A uint8 batch as the training dataloader ships it (real images unless ``synthetic``; ImageNet
+    Baseline-II ships a list of whole images of their own sizes)."""
     if synthetic:
         channels = 3 if "CIFAR" in type(dm).__name__ or "ImageFolder" in type(dm).__name__ else 1
         return torch.randint(0, 256, (batch, channels, *dm.resolution), dtype=torch.uint8)
     ds = dm.loader_dataset("train")
     if len(ds) < batch:
         raise ValueError(f"the training split has {len(ds)} samples, fewer than --batch {batch}")
-    return torch.stack([ds[i][0] for i in range(batch)])
+    collate = dm.collate_for("train") or default_collate  # None = the loader's default
+    return collate([ds[i] for i in range(batch)])[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["batch_size"] = args.batch
     dm = datamodule_from_config(args.config, **overrides)
     batch = dm.batch_size
-    images = _image_batch(dm, batch, args.synthetic).to(device)
+    images = _image_batch(dm, batch, args.synthetic)
+    images = [im.to(device) for im in images] if isinstance(images, list) else images.to(device)
     dm.converter.to(device)
 
     model_args = dict((cfg.get("model") or {}).get("init_args", cfg.get("model") or {}))

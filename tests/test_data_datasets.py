@@ -138,7 +138,6 @@ def test_image_folder_eval_preprocessing(tmp_path: Path) -> None:
         data_dir=str(tmp_path),
         resolution=16,
         resize_size=20,
-        train_load_size=24,
         augment="flip",
         batch_size=4,
         num_workers=0,
@@ -161,17 +160,25 @@ def test_image_folder_eval_preprocessing(tmp_path: Path) -> None:
     assert ev.shape == (8, 4, 2, 16, 16) and ev.dtype == torch.float32
 
 
-def test_image_folder_full_augment_ships_square_view(tmp_path: Path) -> None:
+def test_image_folder_full_augment_ships_whole_images(tmp_path: Path) -> None:
     write_image_folder(tmp_path, [(30, 40), (26, 26)])
-    dm = ImageFolderDataModule(data_dir=str(tmp_path), resolution=16, resize_size=20, train_load_size=24)
+    dm = ImageFolderDataModule(data_dir=str(tmp_path), resolution=16, resize_size=20, batch_size=6, num_workers=0)
     dm.setup("fit")
-    assert dm.loader_dataset("train")[0][0].shape == (3, 24, 24)  # square view for the random resized crop
+    assert dm.loader_dataset("train")[0][0].shape == (3, 30, 40)  # the decoded image, whole
     assert dm.split_dataset("train")[0][0].shape == (3, 16, 16)  # contract: eval preprocessing
-    images = torch.stack([dm.loader_dataset("train")[i][0] for i in range(6)])
+    images, labels = next(iter(dm.train_dataloader()))
+    assert isinstance(images, list) and len(images) == 6 and labels.dtype == torch.long
+    assert {tuple(im.shape) for im in images} == {(3, 30, 40), (3, 26, 26)}
     dm.trainer = fake_trainer(True)
-    ev, _ = dm.on_after_batch_transfer((images, torch.zeros(6, dtype=torch.long)), 0)
+    ev, _ = dm.on_after_batch_transfer((images, labels), 0)
     assert ev.shape == (8, 6, 2, 16, 16)
-    assert dm.device_transform(images, train=False).shape == (6, 3, 16, 16)
+    # outside of training a list of whole images gets the eval view (shorter side 20, centre crop 16)
+    view = dm.device_transform(images, train=False)
+    assert view.shape == (6, 3, 16, 16)
+    i = next(i for i, im in enumerate(images) if im.shape[-1] == 40)
+    short = spec_resize(images[i][None], (20, int(20 * 40 / 30)))[0]  # v2.Resize(20), then CenterCrop(16)
+    left = round((short.shape[-1] - 16) / 2)
+    assert torch.equal(view[i], short[:, 2:18, left : left + 16])
 
 
 def test_image_folder_corrupt_file(tmp_path: Path) -> None:

@@ -9,6 +9,9 @@ Data flow of an image DataModule::
                                       -> I2E converter (random equivalent pairs in training,
                                          canonical pairs otherwise) -> float events [T, B, 2, H, W]
 
+A DataModule whose training images keep their own sizes ships them as a list (``collate_for``; ImageNet
+Baseline-II, whose random resized crop is drawn over each whole image in ``device_transform``).
+
 An event DataModule ships stored events (packed rows, frames) and only reshapes (and flips) them on the device.
 
 The converter's settings (ratio, order, timesteps, per-sample pairs) are DataModule arguments, so they
@@ -228,6 +231,11 @@ class I2EDataModule(L.LightningDataModule):
 
     collate_fn: Any = None  # None = torch's default collate
 
+    def collate_for(self, split: str) -> Any:
+        """The collate function of ``split``'s loader: ``collate_fn`` unless a split ships otherwise (e.g.
+        images of their own sizes as a list)."""
+        return self.collate_fn
+
     # -- random streams ----------------------------------------------------------------------
 
     @property
@@ -314,7 +322,7 @@ class I2EDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
-            collate_fn=self.collate_fn,
+            collate_fn=self.collate_for(split),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -10,6 +10,7 @@ identical on every rank.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import kornia.augmentation as K
 import torch
@@ -25,6 +26,7 @@ __all__ = [
     "pad_random_crop",
     "random_hflip",
     "random_resized_crop",
+    "random_resized_crop_boxes",
     "resize_shorter_uint8",
     "resize_uint8",
 ]
@@ -116,50 +118,89 @@ def pad_random_crop(x: Tensor, padding: int, generator: torch.Generator | None, 
     return _to_uint8(crop(_as_float(x), params=params))
 
 
+def random_resized_crop_boxes(
+    sizes: Sequence[tuple[int, int]],
+    generator: torch.Generator | None,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+) -> Tensor:
+    """torchvision's ``RandomResizedCrop`` box for each image of height/width ``sizes``: int64 ``[B, 4]``
+    rows ``(top, left, height, width)``.
+
+    The rule of torchvision (10 tries of an area fraction uniform in ``scale`` and a log-uniform aspect
+    ratio in ``ratio``; the first box that fits is placed uniformly; if none fits, a centre crop of the
+    whole image clamped to ``ratio``), vectorised over the batch with the caller's generator: the same
+    distribution as torchvision, not its random stream.
+    """
+    b = len(sizes)
+    hw = torch.tensor([(int(h), int(w)) for h, w in sizes], dtype=torch.long).view(b, 2)
+    h, w = hw[:, 0], hw[:, 1]
+    if b and bool((hw < 1).any()):
+        raise ValueError(f"random_resized_crop needs images of at least 1x1 pixels, got sizes {sizes}")
+    area = (h * w).double().view(b, 1)
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    tries = 10
+    target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand(b, tries, generator=generator, dtype=torch.float64))
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(b, tries, generator=generator, dtype=torch.float64))
+    cw = torch.sqrt(target * aspect).round().long()  # round half to even, as Python's round()
+    ch = torch.sqrt(target / aspect).round().long()
+    ok = (cw > 0) & (ch > 0) & (cw <= w.view(b, 1)) & (ch <= h.view(b, 1))
+    found = ok.any(1)
+    first = ok.long().argmax(1).view(b, 1)  # the first try that fits
+    # fallback: the whole image, cut to the nearest allowed aspect ratio, centred
+    in_ratio = w.double() / h.double()
+    lo, hi = min(ratio), max(ratio)
+    fw = torch.where(in_ratio > hi, (h.double() * hi).round().long(), w)
+    fh = torch.where(in_ratio < lo, (w.double() / lo).round().long(), h)
+    bw = torch.where(found, cw.gather(1, first).squeeze(1), fw)
+    bh = torch.where(found, ch.gather(1, first).squeeze(1), fh)
+    u = torch.rand(2, b, generator=generator, dtype=torch.float64)  # randint(0, n + 1) as a scaled uniform
+    top = torch.where(found, (u[0] * (h - bh + 1).double()).long(), (h - bh) // 2)
+    left = torch.where(found, (u[1] * (w - bw + 1).double()).long(), (w - bw) // 2)
+    return torch.stack([top, left, bh, bw], 1)
+
+
 def random_resized_crop(
-    x: Tensor,
+    x: Tensor | Sequence[Tensor],
     size: int | tuple[int, int] | list[int],
     generator: torch.Generator | None,
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
 ) -> Tensor:
-    """torchvision's RandomResizedCrop with an own box per sample, resized to ``size`` as ``v2.Resize`` does.
+    """torchvision's ``v2.RandomResizedCrop(size)`` with an own box per sample -> uint8 ``[B, C, *size]``.
 
-    Box sampling follows torchvision (10 tries of area/log-ratio draws, then a centre crop of the
-    clamped ratio), vectorised over the batch; each box is sliced and resized with :func:`resize_uint8`
-    (bilinear, antialias), as the official ``v2.RandomResizedCrop``.
+    ``x`` is a uint8 batch ``[B, C, H, W]`` or a sequence of uint8 images ``[C, H_i, W_i]`` of their own
+    sizes (each box is drawn over its whole image, :func:`random_resized_crop_boxes`). Each box is sliced
+    and resized with :func:`resize_uint8` (bilinear, antialias), as ``v2.RandomResizedCrop`` on a uint8
+    tensor. The result is on the images' device.
     """
-    _check_uint8(x)
+    images = _as_image_list(x)
     out_h, out_w = _to_size(size)
-    b, _, h, w = x.shape
-    if b == 0:
-        return x.new_zeros((0, x.shape[1], out_h, out_w))
-    area = h * w
-    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    tries = 10
-    target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand(b, tries, generator=generator, dtype=torch.float64))
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(b, tries, generator=generator, dtype=torch.float64))
-    cw = torch.sqrt(target * aspect).round().long()
-    ch = torch.sqrt(target / aspect).round().long()
-    ok = (cw > 0) & (ch > 0) & (cw <= w) & (ch <= h)
-    first = torch.where(ok.any(1), ok.long().argmax(1), torch.full((b,), -1, dtype=torch.long))
-    # fallback of torchvision: whole image cropped to the clamped aspect ratio
-    in_ratio = w / h
-    if in_ratio < ratio[0]:
-        fw, fh = w, int(round(w / ratio[0]))
-    elif in_ratio > ratio[1]:
-        fh, fw = h, int(round(h * ratio[1]))
-    else:
-        fw, fh = w, h
-    idx = first.clamp(min=0).view(b, 1)
-    bw = torch.where(first >= 0, cw.gather(1, idx).squeeze(1), torch.full((b,), fw))
-    bh = torch.where(first >= 0, ch.gather(1, idx).squeeze(1), torch.full((b,), fh))
-    u = torch.rand(2, b, generator=generator, dtype=torch.float64)
-    top = torch.where(first >= 0, (u[0] * (h - bh + 1).double()).long(), (h - bh) // 2)
-    left = torch.where(first >= 0, (u[1] * (w - bw + 1).double()).long(), (w - bw) // 2)
+    if not images:
+        if isinstance(x, Tensor):
+            return x.new_zeros((0, x.shape[1], out_h, out_w))
+        raise ValueError("random_resized_crop got no images")
+    boxes = random_resized_crop_boxes([tuple(im.shape[-2:]) for im in images], generator, scale, ratio)
     # hand-written rather than kornia's crop_and_resize: the official v2.RandomResizedCrop slices the box and
     # resizes it with torchvision's uint8 bilinear + antialias, which kornia's float resampling does not match
     crops = []
-    for i, (y0, x0, ch_i, cw_i) in enumerate(torch.stack([top, left, bh, bw], 1).tolist()):
-        crops.append(resize_uint8(x[i : i + 1, :, y0 : y0 + ch_i, x0 : x0 + cw_i], (out_h, out_w), "bilinear"))
+    for im, (top, left, h, w) in zip(images, boxes.tolist(), strict=True):
+        crops.append(resize_uint8(im[None, :, top : top + h, left : left + w], (out_h, out_w), "bilinear"))
     return torch.cat(crops)
+
+
+def _as_image_list(x: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    """A uint8 batch or a sequence of uint8 ``[C, H, W]`` images -> a list of ``[C, H, W]``; ``ValueError`` else."""
+    if isinstance(x, Tensor):
+        _check_uint8(x)
+        return list(x) if x.dim() == 4 else [x]
+    images = list(x)
+    for i, im in enumerate(images):
+        if not isinstance(im, Tensor) or im.dim() != 3:
+            got = f"{im.dtype} {tuple(im.shape)}" if isinstance(im, Tensor) else type(im).__name__
+            raise ValueError(f"image {i} of the sequence must be a uint8 tensor [C, H, W], got {got}")
+        _check_uint8(im, f"image {i} of the sequence")
+    channels = sorted({im.shape[0] for im in images})
+    if len(channels) > 1:
+        raise ValueError(f"images of one batch must have the same channels, got channel counts {channels}")
+    return images

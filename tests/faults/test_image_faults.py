@@ -74,7 +74,7 @@ def folder_with_a_corrupt_image(tmp_path: Path) -> Path:
 
 def _dm(root: Path, **kw) -> ImageFolderDataModule:
     return ImageFolderDataModule(
-        data_dir=str(root), resolution=32, resize_size=36, train_load_size=36, batch_size=4, num_workers=0,
+        data_dir=str(root), resolution=32, resize_size=36, batch_size=4, num_workers=0,
         persistent_workers=False, skip_corrupt=True, augment="none", **kw,
     )  # fmt: skip
 
@@ -119,7 +119,7 @@ def test_visualize_honours_skip_corrupt(folder_with_a_corrupt_image: Path, tmp_p
     cfg.write_text(
         "data:\n  class_path: i2e_lightning.data.ImageFolderDataModule\n  init_args:\n"
         f"    data_dir: {folder_with_a_corrupt_image}\n    resolution: 32\n    resize_size: 36\n"
-        "    train_load_size: 36\n    skip_corrupt: true\n    num_workers: 0\n"
+        "    skip_corrupt: true\n    num_workers: 0\n"
     )
     proc = run_cli(["visualize", "--config", str(cfg), "--split", "val", "--index", "0", "1", "2",
                     "--out", str(tmp_path / "v.png")], cwd=tmp_path)  # fmt: skip

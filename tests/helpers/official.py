@@ -60,3 +60,46 @@ def official_i2e(img: torch.Tensor, ratio: float, shuffle: tuple[int, ...] = (4,
     dv = torch.nn.functional.conv2d(v, w).permute(1, 0, 2, 3)
     out = torch.stack([dv * dv.ge(0).float(), -dv * dv.lt(0).float()], dim=2)
     return out.ge(rng * ratio).float()
+
+
+def tv_random_resized_crop_params(
+    height: int,
+    width: int,
+    generator: torch.Generator,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+) -> tuple[int, int, int, int]:
+    """torchvision's ``v2.RandomResizedCrop`` box ``(top, left, height, width)``, written out (its float32
+    draws, one try at a time, 10 tries, then the centre fallback), with an explicit generator."""
+    import math
+
+    area = height * width
+    log_ratio = torch.log(torch.tensor(ratio))
+    for _ in range(10):
+        target_area = area * torch.empty(1).uniform_(scale[0], scale[1], generator=generator).item()
+        aspect = torch.exp(
+            torch.empty(1).uniform_(log_ratio[0].item(), log_ratio[1].item(), generator=generator)
+        ).item()
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            i = int(torch.randint(0, height - h + 1, size=(1,), generator=generator).item())
+            j = int(torch.randint(0, width - w + 1, size=(1,), generator=generator).item())
+            return i, j, h, w
+    in_ratio = float(width) / float(height)
+    if in_ratio < min(ratio):
+        w = width
+        h = int(round(w / min(ratio)))
+    elif in_ratio > max(ratio):
+        h = height
+        w = int(round(h * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def tv_resized_crop_uint8(image: torch.Tensor, box: tuple[int, int, int, int], size: tuple[int, int]) -> torch.Tensor:
+    """``v2.functional.resized_crop`` on a uint8 CPU image ``[C, H, W]`` (box inside it): slice the box, then
+    ``v2.Resize(size)`` (bilinear + antialias)."""
+    top, left, h, w = box
+    return tv_resize_uint8(image[None, :, top : top + h, left : left + w].contiguous(), size, "bilinear")[0]
