@@ -3,9 +3,9 @@
 Building the graph by hand keeps every step exactly the float32 arithmetic of
 :class:`i2e_lightning.converter.I2E` in eval mode (canonical pairs):
 
-* ``V = ReduceMax`` over channels (uint8 input: max in uint8, then ``Cast`` and
-  ``Mul`` by float32(1/255) — torchvision's ``ToDtype(scale=True)``, which the official
-  code uses; max commutes with the monotonic scaling, as in torch);
+* ``V = ReduceMax`` over channels (uint8 input: max and replicate pad in uint8, then
+  ``Cast`` and ``Mul`` by float32(1/255) — torchvision's ``ToDtype(scale=True)``, which the
+  official code uses; max and padding commute with the monotonic scaling, as in torch);
 * replicate padding is ``Pad(mode="edge")``;
 * each timestep's difference is ``Sub`` of two ``Slice`` views of the padded map:
   the same single float32 subtraction the official 3x3 conv computes (its other
@@ -13,8 +13,9 @@ Building the graph by hand keeps every step exactly the float32 arithmetic of
 * the threshold is ``ratio * (max - min)`` per image in float32, ``+inf`` for a flat
   image (no events), compared inclusively (``GreaterOrEqual`` / ``LessOrEqual``).
 
-Batch, height and width (and the channel count, 1 or 3) are symbolic, so one file
-serves every image size.
+All of it runs per chunk of a few images inside one ``Scan`` (see ``_add_chunked_scan``), so
+each image is read from memory once and its events written once. Batch, height and width (and
+the channel count, 1 or 3) are symbolic, so one file serves every image size.
 """
 
 from __future__ import annotations
@@ -116,24 +117,9 @@ def add_converter_nodes(
     out: str | None = None,
 ) -> str:
     """Append the converter's nodes reading ``images`` [B, C, H, W]; return the events' name."""
-    # intensity V [B, 1, H, W] in float32
-    v = g.reduce("ReduceMax", images, [1], "v_raw" if input_dtype == "uint8" else "v")
-    if input_dtype == "uint8":
-        v = g.op("Cast", [v], "v_float", to=TensorProto.FLOAT)
-        v = g.op("Mul", [v, g.const("u8_scale", np.array(1.0 / 255, dtype=np.float32))], "v")
-
-    # per-image threshold ratio * (max - min), +inf where the image is flat
-    vmax = g.reduce("ReduceMax", v, [1, 2, 3], "vmax")
-    vmin = g.reduce("ReduceMin", v, [1, 2, 3], "vmin")
-    th = g.op("Mul", [g.op("Sub", [vmax, vmin], "range"), g.const("ratio", np.array(ratio, dtype=np.float32))], "th0")
-    varies = g.op("Greater", [vmax, vmin], "varies")
-    th = g.op("Where", [varies, th, g.const("inf", np.array(np.inf, dtype=np.float32))], "th")  # [B, 1, 1, 1]
-
-    # replicate pad [B, 1, H+2, W+2], then convert a chunk of images at a time (see _add_chunked_scan)
-    pads = g.const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64))
-    vpad = g.op("Pad", [v, pads], "vpad", mode="edge")
     direct = output_dtype in ("bool", "packed")
-    events = _add_events(g, v, vpad, th, directions, layout, out if direct else None, packed=output_dtype == "packed")
+    packed = output_dtype == "packed"
+    events = _add_events(g, images, ratio, directions, input_dtype, layout, out if direct else None, packed)
     if direct:
         return events
     return g.op("Cast", [events], to=OUTPUT_DTYPES[output_dtype], out=out)
@@ -141,10 +127,10 @@ def add_converter_nodes(
 
 def _add_events(
     g: _Graph,
-    v: str,
-    vpad: str,
-    th: str,
+    images: str,
+    ratio: float,
     directions: Sequence[int],
+    input_dtype: str,
     layout: str,
     out: str | None,
     packed: bool = False,
@@ -153,7 +139,7 @@ def _add_events(
     of zero steps fails in ONNX Runtime), an empty tensor for an empty batch."""
     i64 = np.int64
     steps = len(directions)
-    shape = g.op("Shape", [v], "v_shape")  # [B, 1, H, W]
+    shape = g.op("Shape", [images], "images_shape")  # [B, C, H, W]
     batch = g.op("Slice", [shape, g.const("s0", np.array([0], i64)), g.const("e1", np.array([1], i64))], "batch")
     hw = g.op("Slice", [shape, g.const("s2", np.array([2], i64)), g.const("e4", np.array([4], i64))], "hw")
     if packed:  # [B, ceil(2T H W / 8)]
@@ -175,7 +161,7 @@ def _add_events(
         out_type = TensorProto.BOOL
 
     full = _Graph(g.prefix + "full_", g.opset)
-    scanned = _add_chunked_scan(full, v, vpad, th, directions, batch, hw, packed)
+    scanned = _add_chunked_scan(full, images, ratio, directions, input_dtype, batch, hw, packed)
     empty = _Graph(g.prefix + "empty_", g.opset)
     none_shape = empty.const("none_shape", np.array(none_dims, i64))
     none = empty.op("ConstantOfShape", [none_shape], "none", value=helper.make_tensor("f", out_type, [1], [0]))
@@ -194,18 +180,8 @@ def _add_events(
     return g.op("Transpose", [events], "events", perm=[1, 0, 2, 3, 4], out=out)
 
 
-def _add_chunked_scan(
-    g: _Graph, v: str, vpad: str, th: str, directions: Sequence[int], batch: str, hw: str, packed: bool = False
-) -> str:
-    """Events ``[B / c, c, 2T, H, W]`` (per image: t0 ON, t0 OFF, t1 ON, ...), ``c`` images per ``Scan`` step.
-
-    ONNX Runtime runs one node over a whole tensor before the next, so over the full batch every
-    shifted window and difference would be a trip through main memory (the old graph: 0.3-0.4x
-    eager). A ``Scan`` over chunks of about ``CHUNK_PIXELS`` pixels keeps a chunk's windows,
-    differences and masks in cache and writes each event byte once. The chunk is the largest
-    divisor of the batch that fits (the steps of a ``Scan`` share one shape), computed in the
-    graph, so any batch size works; a prime batch of large images goes one image per step.
-    """
+def _chunk_size(g: _Graph, batch: str, hw: str) -> str:
+    """Images per ``Scan`` step ``[1]``: the largest divisor of the batch with at most ``CHUNK_PIXELS`` pixels."""
     i64 = np.int64
     one = g.const("one", np.array([1], i64))
     pixels = g.op("Max", [one, g.op("ReduceProd", [hw], "pixels0", keepdims=1)], "pixels")
@@ -214,17 +190,73 @@ def _add_chunked_scan(
     stop = g.op("Add", [g.op("Squeeze", [most], "most_s"), g.const("one_s", np.array(1, i64))], "stop")
     cands = g.op("Range", [g.const("start", np.array(1, i64)), stop, g.const("delta", np.array(1, i64))], "cands")
     divides = g.op("Equal", [g.op("Mod", [batch, cands], "rem"), g.const("zero", np.array([0], i64))], "divides")
-    chunk = g.reduce("ReduceMax", g.op("Where", [divides, cands, one], "divisors"), [0], "chunk")  # [1]
+    return g.reduce("ReduceMax", g.op("Where", [divides, cands, one], "divisors"), [0], "chunk")
 
-    def chunked(x: str, hint: str) -> str:  # [B, ...] -> [B / c, c, ...]
-        rest = g.op("Slice", [g.op("Shape", [x]), one, g.const("end", np.array([_INT64_MAX], i64))], hint + "_rest")
-        new_shape = g.op("Concat", [g.const("m1", np.array([-1], i64)), chunk, rest], hint + "_shape", axis=0)
-        return g.op("Reshape", [x, new_shape], hint + "_chunks")
+
+def _chunked(g: _Graph, x: str, chunk: str, hint: str) -> str:
+    """``[B, ...]`` -> ``[B / c, c, ...]``."""
+    i64 = np.int64
+    rest = g.op(
+        "Slice",
+        [g.op("Shape", [x]), g.const("one", np.array([1], i64)), g.const("end", np.array([_INT64_MAX], i64))],
+        hint + "_rest",
+    )
+    new_shape = g.op("Concat", [g.const("m1", np.array([-1], i64)), chunk, rest], hint + "_chunks_shape", axis=0)
+    return g.op("Reshape", [x, new_shape], hint + "_chunks")
+
+
+def _add_intensity(body: _Graph, x: str, input_dtype: str, ratio: float) -> tuple[str, str, str, str]:
+    """V, the replicate-padded V, and the thresholds +th / -th of one chunk of images ``x`` [c, C, H, W]."""
+    m = body.reduce("ReduceMax", x, [1], "m")  # [c, 1, H, W]; uint8: max commutes with the monotonic scaling
+    pads = body.const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64))
+    if input_dtype == "uint8":
+        # pad the uint8 map, then one Cast and Mul (torchvision's ToDtype(scale=True)) over the padded map
+        scale = body.const("u8_scale", np.array(1.0 / 255, dtype=np.float32))
+        mpad = body.op("Cast", [body.op("Pad", [m, pads], "mpad", mode="edge")], "mpad_float", to=TensorProto.FLOAT)
+        vpad = body.op("Mul", [mpad, scale], "vpad")
+        v = None
+        extrema_of = vpad  # the pad repeats values: the padded map has V's min and max
+    else:
+        v = m
+        vpad = body.op("Pad", [v, pads], "vpad", mode="edge")
+        extrema_of = v
+    vmax = body.reduce("ReduceMax", extrema_of, [1, 2, 3], "vmax")
+    vmin = body.reduce("ReduceMin", extrema_of, [1, 2, 3], "vmin")
+    # per-image threshold ratio * (max - min) in float32, +inf where the image is flat (no events)
+    rng = body.op("Sub", [vmax, vmin], "range")
+    th = body.op("Mul", [rng, body.const("ratio", np.array(ratio, dtype=np.float32))], "th0")
+    inf = body.const("inf", np.array(np.inf, dtype=np.float32))
+    th = body.op("Where", [body.op("Greater", [vmax, vmin], "varies"), th, inf], "th")  # [c, 1, 1, 1]
+    return v, vpad, th, body.op("Neg", [th], "neg_th")
+
+
+def _add_chunked_scan(
+    g: _Graph,
+    images: str,
+    ratio: float,
+    directions: Sequence[int],
+    input_dtype: str,
+    batch: str,
+    hw: str,
+    packed: bool = False,
+) -> str:
+    """Events ``[B / c, c, 2T, H, W]`` (per image: t0 ON, t0 OFF, t1 ON, ...), ``c`` images per ``Scan`` step.
+
+    ONNX Runtime runs one node over a whole tensor before the next, so over the full batch every
+    intermediate (V, the padded map, each shifted window, difference and mask) would be a trip
+    through main memory. A ``Scan`` over chunks of about ``CHUNK_PIXELS`` pixels reads each image
+    once and keeps everything derived from it in cache until its event bytes are written. The
+    chunk is the largest divisor of the batch that fits (the steps of a ``Scan`` share one shape),
+    computed in the graph, so any batch size works; a prime batch of large images goes one image
+    per step.
+    """
+    i64 = np.int64
+    chunks = _chunked(g, images, _chunk_size(g, batch, hw), "images")  # [B / c, c, C, H, W]
 
     body = _Graph(g.prefix + "scan_", g.opset)
-    names = [body.name(n) for n in ("vpad", "v", "th", "neg_th")]
-    b_vpad, b_v, b_th, b_neg = names
-    views: dict[int, str] = {5: b_v}  # the centre window of the padded map is V itself
+    b_x = body.name("images")
+    v, vpad, b_th, b_neg = _add_intensity(body, b_x, input_dtype, ratio)
+    views: dict[int, str] = {5: v} if v is not None else {}  # the centre window of the padded map is V itself
 
     def view(cell: int) -> str:  # rows r..H+r, columns c..W+c of the padded map (end -2, -1 or "to the end")
         if cell not in views:
@@ -232,7 +264,7 @@ def _add_chunked_scan(
             starts = body.const("starts", np.array([r, c], dtype=i64))
             ends = body.const("ends", np.array([r - 2 if r < 2 else _INT64_MAX, c - 2 if c < 2 else _INT64_MAX], i64))
             views[cell] = body.op(
-                "Slice", [b_vpad, starts, ends, body.const("axes", np.array([2, 3], i64))], f"cell{cell}"
+                "Slice", [vpad, starts, ends, body.const("axes", np.array([2, 3], i64))], f"cell{cell}"
             )
         return views[cell]
 
@@ -270,17 +302,15 @@ def _add_chunked_scan(
             "Cast", [body.op("MatMulInteger", [octets, weights], "byte_values")], "rows", to=TensorProto.UINT8
         )
         out_dims = ["c", "bytes", 1]  # the trailing 1 goes in the reshape outside the Scan (a view there)
-    in_dims = (["c", 1, "hp", "wp"], ["c", 1, "h", "w"], ["c", 1, 1, 1], ["c", 1, 1, 1])
+    in_type = INPUT_DTYPES[input_dtype]
     body_graph = helper.make_graph(
         body.nodes,
         body.name("body"),
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, d) for n, d in zip(names, in_dims, strict=True)],
+        [helper.make_tensor_value_info(b_x, in_type, ["c", "channels", "h", "w"])],
         [helper.make_tensor_value_info(b_out, TensorProto.UINT8 if packed else TensorProto.BOOL, out_dims)],
         initializer=body.inits,
     )  # ranks given: before opset 16 ONNX Runtime needs them
-    neg_th = g.op("Neg", [th], "neg_th")
-    scan_in = [chunked(vpad, "vpad"), chunked(v, "v"), chunked(th, "th"), chunked(neg_th, "neg_th")]
-    return g.op("Scan", scan_in, "scanned", body=body_graph, num_scan_inputs=4)
+    return g.op("Scan", [chunks], "scanned", body=body_graph, num_scan_inputs=1)
 
 
 def converter_metadata(
