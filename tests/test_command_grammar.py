@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from i2e_lightning.commands import calibrate, convert, visualize
+from i2e_lightning.commands import EXTRA_COMMANDS, calibrate, convert, download, export_nir, export_onnx, visualize
 from i2e_lightning.commands.arguments import TRAINING_KEYS, UsageError, parse, resolution_pair
 from tests.helpers.cli import ROOT, run_cli
 
@@ -60,6 +60,13 @@ def test_old_spellings_are_rewritten():
     assert sized.resolution == (12, 16)
     rate = parse(calibrate.build_parser(), ["--config", str(FM), "--target-rate", "0.05"])
     assert rate.target_rate == 0.05
+    old = ["--ckpt", "m.ckpt", "--image-size", "32", "48", "--input-dtype", "uint8", "--order", "7,6,5,4,3,2,1,0"]
+    exported = parse(export_onnx.build_parser(), old)
+    assert (exported.ckpt_path, exported.resolution, exported.input_dtype) == ("m.ckpt", (32, 48), "uint8")
+    assert exported.order == [7, 6, 5, 4, 3, 2, 1, 0]
+    nir = parse(export_nir.build_parser(), ["--ckpt", "m.ckpt", "--image-size=[8,8]"])
+    assert (nir.ckpt_path, nir.resolution) == ("m.ckpt", (8, 8))
+    assert parse(download.build_parser(), ["mnist", "--ensure", "--no-apt"]).apt is False
 
 
 def test_one_image_size_syntax():
@@ -99,3 +106,13 @@ def test_the_real_cli_reads_a_fit_config_with_dotted_overrides(tmp_path):
     bad = run_cli([*argv, "--out", "f.h5", "--data.init_args.bogus", "1"], cwd=tmp_path)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and "bogus" in bad.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [c for c in EXTRA_COMMANDS if c not in ("bench", "configs")])
+def test_every_tool_refuses_a_bad_option_in_one_line(tmp_path, command):
+    first = {"download": ["mnist", "--dir", "d"]}.get(command, [])  # its positional, so the option is the error
+    res = run_cli([command, *first, "--no_such_option"], cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "--no_such_option" in lines[0], lines

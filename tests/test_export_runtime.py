@@ -252,9 +252,15 @@ def test_example_script(models, tmp_path):
 
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     cmd = [sys.executable, str(REPO / "export" / "example.py"), str(models["uint8"]), str(tmp_path / "a.png")]
-    res = subprocess.run([*cmd, "--size", "16", "16", "--threads", "1"], capture_output=True, text=True, timeout=120)
+    res = subprocess.run([*cmd, "--resolution", "16", "--threads", "1"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "providers" in res.stdout and "event rate" in res.stdout and "(1, 5, 2, 16, 16)" in res.stdout
+    # [H,W] as the i2e_lightning commands take it; the older --size H W still works
+    for size in (["--resolution", "[16,24]"], ["--size", "16", "24"]):
+        res = subprocess.run([*cmd, *size, "--threads", "1"], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0 and "(1, 5, 2, 16, 24)" in res.stdout, res.stderr
+    res = subprocess.run([*cmd, "--resolution", "[16,0]"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "--resolution" in res.stderr
     res = subprocess.run(
         [sys.executable, str(REPO / "export" / "example.py"), str(tmp_path / "none.onnx")],
         capture_output=True,

@@ -193,13 +193,14 @@ def test_cli_export_nir_from_a_checkpoint(tmp_path, capsys):
     ckpt = tmp_path / "model.ckpt"
     trainer.save_checkpoint(ckpt)
     out = tmp_path / "m.nir"
-    assert cli_main(["export-nir", "--ckpt", str(ckpt), "--out", str(out), "--check"]) == 0
+    assert cli_main(["export-nir", "--ckpt_path", str(ckpt), "--out", str(out), "--check"]) == 0
     text = capsys.readouterr().out
     assert "wrote" in text and "max pooling" in text and "same prediction 100.0 %" in text
     g = nir.read(out)
     assert g.metadata["i2e.checkpoint"] == "model.ckpt" and isinstance(g.nodes["stages.1.sn"], nir.LIF)
-    assert cli_main(["export-nir", "--ckpt", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 2
-    assert "export-nir:" in capsys.readouterr().out
+    assert cli_main(["export-nir", "--ckpt_path", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "missing.ckpt" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -152,26 +152,26 @@ def _lightning_checkpoint(tmp_path):
 def test_lightning_checkpoint_through_cli(tmp_path, capsys):
     module, ckpt = _lightning_checkpoint(tmp_path)
     out = tmp_path / "clf.onnx"
-    argv = ["--ckpt", str(ckpt), "--out", str(out), "--ratio", "0.15", "--timesteps", "4", "--image-size", "32", "32"]
-    assert export_main([*argv, "--input-dtype", "uint8", "--check"]) == 0
+    argv = ["--ckpt_path", str(ckpt), "--out", str(out), "--ratio", "0.15", "--timesteps", "4", "--resolution", "32"]
+    assert export_main([*argv, "--input_dtype", "uint8", "--check"]) == 0
     assert "same argmax: True" in capsys.readouterr().out
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert meta["i2e.kind"] == "classifier" and meta["i2e.arch"] == "spiking_cnn"
     x = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
     check_close(ort_logits(out, x), torch_logits(module.net, I2E(0.15, 4, 4), x))
     # without a recorded ratio or size the CLI says what to pass
-    assert export_main(["--ckpt", str(ckpt), "--out", str(tmp_path / "x.onnx")]) == 2
-    assert "--ratio" in capsys.readouterr().out
-    assert export_main(["--ckpt", str(ckpt), "--out", str(out), "--layout", "BTCHW", "--ratio", "0.1"]) == 2
+    assert export_main(["--ckpt_path", str(ckpt), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "--ratio" in capsys.readouterr().err
+    assert export_main(["--ckpt_path", str(ckpt), "--out", str(out), "--layout", "BTCHW", "--ratio", "0.1"]) == 2
     # the training config supplies the converter settings and the image size
     cfg = tmp_path / "fm.yaml"
     cfg.write_text("data:\n  class_path: i2e_lightning.data.FashionMNISTDataModule\n  init_args:\n    timesteps: 3\n")
-    assert export_main(["--ckpt", str(ckpt), "--config", str(cfg), "--out", str(out)]) == 0
+    assert export_main(["--ckpt_path", str(ckpt), "--config", str(cfg), "--out", str(out)]) == 0
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert (meta["i2e.ratio"], meta["i2e.timesteps"], meta["i2e.image_size"]) == ("0.15", "3", "[32, 32]")
     check_close(ort_logits(out, to_dtype_scale(x)), torch_logits(module.net, I2E(0.15, 4, 3), x))
-    assert export_main(["--ckpt", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 2
-    assert "does not exist" in capsys.readouterr().out
+    assert export_main(["--ckpt_path", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_checkpoint_records_the_datamodule_default_ratio(tmp_path, capsys):
@@ -184,7 +184,7 @@ def test_checkpoint_records_the_datamodule_default_ratio(tmp_path, capsys):
     saved["datamodule_hyper_parameters"] = dict(dm.hparams)  # what Trainer.save_checkpoint stores
     torch.save(saved, ckpt)
     out = tmp_path / "clf.onnx"
-    assert export_main(["--ckpt", str(ckpt), "--out", str(out)]) == 0, capsys.readouterr().out
+    assert export_main(["--ckpt_path", str(ckpt), "--out", str(out)]) == 0, capsys.readouterr().out
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert (meta["i2e.ratio"], meta["i2e.timesteps"], meta["i2e.image_size"]) == ("0.15", "3", "[32, 32]")
 

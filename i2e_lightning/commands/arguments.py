@@ -190,6 +190,10 @@ def _rewrite(argv: list[str], aliases: dict[str, Alias]) -> list[str]:
             out.append(new + eq + inline)
             i += 1
             continue
+        if eq and count != 1:  # --image-size=[8,8]: one value, already in the new syntax
+            out += [new, inline]
+            i += 1
+            continue
         values = [inline] if eq else argv[i + 1 : i + 1 + count]
         if len(values) < count and not eq:
             raise UsageError(f"{name} expects {count} value(s); it is now spelled {new}")
@@ -229,9 +233,16 @@ def fail(exc: BaseException) -> int:
 
 
 def _reason(exc: BaseException) -> str:
+    """jsonargparse's nested report -> what is wrong with which option, in a few words."""
     text = str(exc)
-    if not text.startswith('Parser key "data"'):
+    key = re.match(r'Parser key "([^"]+)":', text)
+    if key is None:
         return text
+    if key.group(1) != "data":
+        expected = _expected(text)
+        if key.group(1) == "resolution":  # say the syntax, not the type hint
+            expected = re.sub(r"^expected [^,]*", f"expected {RESOLUTION_HELP}", expected)
+        return f"--{key.group(1)}: {expected}"
     cls = re.search(r"Problem with given class_path '([^']+)'", text)
     name = cls.group(1).rsplit(".", 1)[-1] if cls else "the DataModule"
     unknown = re.search(r"Option '([^']+)' is not accepted", text)
@@ -239,11 +250,8 @@ def _reason(exc: BaseException) -> str:
         return f"data.init_args.{unknown.group(1)} is not an argument of {name} (`--data.help {name}` lists them)"
     keys = [k for k in re.findall(r'Parser key "([^"]+)"', text) if k != "data"]
     if keys:
-        inner = text[text.rindex(f'Parser key "{keys[-1]}"') :]
-        types = dict.fromkeys(t for t in re.findall(r"Expected a <class '([\w.]+)'>", inner) if t != "NoneType")
-        given = re.search(r"Given value: (.*)", inner)
-        got = f", got {given.group(1).strip()}" if given else ""
-        return f"data.init_args.{keys[-1]}: expected {' or '.join(types) or 'another value'}{got}"
+        inner = text[text.rindex('Parser key "' + keys[-1]) :]
+        return f"data.init_args.{keys[-1]}: {_expected(inner)}"
     if "Expected a dot import path string" in text:
         value = re.search(r"Given value: (.*)", text)
         return (
@@ -253,6 +261,20 @@ def _reason(exc: BaseException) -> str:
     from ..data.config import data_error_reason
 
     return data_error_reason(exc)
+
+
+def _expected(report: str) -> str:
+    """``expected int or list[int], got [a, b]`` from one key's part of a jsonargparse report."""
+    subtypes = re.search(r"Subtypes: \[(.*)\]", report)
+    if subtypes:
+        text = re.sub(r"<class '([\w.]+)'>", r"\1", subtypes.group(1))
+        names = re.split(r", (?![^\[]*\])", text)  # commas inside tuple[int, int] stay
+        types = [n for n in names if n != "NoneType"]
+    else:
+        types = [t for t in dict.fromkeys(re.findall(r"Expected a <class '([\w.]+)'>", report)) if t != "NoneType"]
+    given = re.search(r"Given value: (.*)", report) or re.search(r"Got value: (.*)", report)
+    got = f", got {given.group(1).strip()}" if given else ""
+    return f"expected {' or '.join(types) or 'another value'}{got}"
 
 
 def _one_line(text: str) -> str:

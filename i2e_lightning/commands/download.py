@@ -12,13 +12,14 @@ Files are written to a ``.part`` name and renamed only after the checksum matche
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from jsonargparse import ActionYesNo
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from ..data.download import DATASETS, download, ensure
+from .arguments import CommandParser, UsageError, fail, parse, rename
 
 
 class _DownloadBars:
@@ -48,28 +49,35 @@ class _DownloadBars:
         self.bar.update(self.tasks[name], completed=done)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m i2e_lightning download", description="Download an image dataset (MD5-checked)."
-    )
-    parser.add_argument("dataset", choices=sorted(DATASETS))
-    parser.add_argument("--dir", help="target directory (then use it as data_dir)")
+ALIASES = {"--no-apt": rename("--no_apt")}
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser("download", description="Download an image dataset (MD5-checked).")
+    parser.add_argument("dataset", choices=sorted(DATASETS), help="which dataset")
+    parser.add_argument("--dir", type=str | None, default=None, help="target directory (then use it as data_dir)")
     parser.add_argument(
         "--ensure",
-        action="store_true",
+        action=ActionYesNo,
+        default=False,
         help="fashion_mnist/mnist: do nothing if installed, else apt-get install the Debian package where "
         "possible, else download to the DataModule's fallback folder (or --dir)",
     )
-    parser.add_argument("--no-apt", action="store_true", help="with --ensure: never run apt-get")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--apt", action=ActionYesNo(yes_prefix="", no_prefix="no_"), default=True, help="with --ensure: may run apt-get"
+    )
+    parser.add_argument("--quiet", action=ActionYesNo, default=False, help="no progress bar")
+    parser.aliases = ALIASES
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if not args.ensure and args.dir is None:
-        parser.error("give --dir DIR, or --ensure")
+    try:
+        args = parse(build_parser(), sys.argv[1:] if argv is None else argv)
+        if not args.ensure and args.dir is None:
+            raise UsageError("download: give --dir DIR, or --ensure (see: python -m i2e_lightning download --help)")
+    except UsageError as exc:
+        return fail(exc)
 
     def say(msg: str) -> None:
         if not args.quiet:
@@ -78,12 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _DownloadBars(enabled=not args.quiet) as bars:
             if args.ensure:
-                out = ensure(args.dataset, args.dir, use_apt=not args.no_apt, on_message=say, on_progress=bars.update)
+                out = ensure(args.dataset, args.dir, use_apt=args.apt, on_message=say, on_progress=bars.update)
             else:
                 out = download(args.dataset, args.dir, on_progress=bars.update)
     except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     print(f"{args.dataset} is in {out}" + ("" if args.ensure else f": set data_dir: {out}"))
     return 0
 
