@@ -15,7 +15,7 @@ from lightning import Trainer
 from i2e_lightning import commands as cli
 from i2e_lightning.data.config import datamodule_from_config
 from i2e_lightning.training import SpikingClassifier
-from tests.helpers.cli import TINY, run_cli
+from tests.helpers.cli import TINY, run_checkpoints, run_cli
 from tests.helpers.datasets import make_idx_dir
 
 
@@ -36,7 +36,7 @@ def _base(idx_dir: Path, tmp_path: Path) -> list[str]:
         str(TINY),
         "--data.init_args.data_dir",
         str(idx_dir),
-        "--checkpoint_dir",
+        "--trainer.default_root_dir",
         str(tmp_path / "ckpts"),
         "--trainer.logger",
         "false",
@@ -47,7 +47,7 @@ def _base(idx_dir: Path, tmp_path: Path) -> list[str]:
 def test_fit_then_test_validate_predict_and_resume(tmp_path: Path, idx_dir: Path, capsys) -> None:
     base = _base(idx_dir, tmp_path)
     assert cli.main(["fit", *base]) == 0
-    folder = tmp_path / "ckpts" / "tiny"  # run name = config file name
+    folder = run_checkpoints(tmp_path / "ckpts", "tiny", version=0)  # run name = config file name
     last = folder / "last.ckpt"
     best = list(folder.glob("best*.ckpt"))
     assert last.is_file() and len(best) == 1
@@ -58,22 +58,23 @@ def test_fit_then_test_validate_predict_and_resume(tmp_path: Path, idx_dir: Path
     assert cli.main(["test", *base, "--ckpt_path", "last"]) == 0
     assert cli.main(["validate", *base, "--ckpt_path", "best"]) == 0
     assert cli.main(["predict", *base, "--ckpt_path", str(last)]) == 0
-    # resume: one more epoch on top of the checkpoint
+    # resume: one more epoch on top of the checkpoint, its checkpoints kept in the resumed run's folder
     assert cli.main(["fit", *base, "--ckpt_path", "last", "--trainer.max_epochs", "2"]) == 0
     ck = torch.load(last, map_location="cpu", weights_only=False)
     assert ck["global_step"] == 8  # exactly one more epoch
+    assert not (run_checkpoints(tmp_path / "ckpts", "tiny", version=1) / "last.ckpt").exists()
     # fine-tune from the best checkpoint under another run name
     best = list(folder.glob("best*.ckpt"))
     assert len(best) == 1  # save_top_k 1: the old best was replaced or kept, never both
     assert cli.main(["fit", *base, "--run_name", "ft", "--model.init_from", str(best[0])]) == 0
-    assert (tmp_path / "ckpts" / "ft" / "last.ckpt").is_file()
+    assert (run_checkpoints(tmp_path / "ckpts", "ft", version=0) / "last.ckpt").is_file()
     capsys.readouterr()
 
 
 def test_last_without_checkpoint_for_test_is_a_clear_error(tmp_path: Path, idx_dir: Path, capsys) -> None:
     code = cli.main(["test", *_base(idx_dir, tmp_path), "--run_name", "never_trained", "--ckpt_path", "last"])
     err = capsys.readouterr().err
-    assert code == 2 and "last.ckpt does not exist" in err and "Traceback" not in err
+    assert code == 2 and "no last.ckpt in" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("cut", [0, 0.5])
@@ -161,7 +162,7 @@ def test_python_dash_m_entry_point(tmp_path: Path, idx_dir: Path) -> None:
     # the real command line, in a subprocess: fit runs, prints no traceback, writes the checkpoints
     proc = run_cli(["fit", *_base(idx_dir, tmp_path), "--trainer.limit_train_batches", "2"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (tmp_path / "ckpts" / "tiny" / "last.ckpt").is_file()
+    assert (run_checkpoints(tmp_path / "ckpts") / "last.ckpt").is_file()
 
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))

@@ -13,7 +13,7 @@ from tests.helpers.cli import TINY, run_cli
 
 def _fit(tmp_path: Path, idx_dir: Path, *extra: str):
     args = ["fit", "--config", str(TINY), "--data.init_args.data_dir", str(idx_dir)]
-    return run_cli([*args, "--checkpoint_dir", str(tmp_path / "ckpts"), *extra], cwd=tmp_path, timeout=300)
+    return run_cli([*args, "--trainer.default_root_dir", str(tmp_path / "ckpts"), *extra], cwd=tmp_path, timeout=300)
 
 
 @pytest.mark.slow

@@ -300,7 +300,11 @@ def test_cifar10dvs_split_cache_and_batches(dvs_root: Path, tmp_path: Path) -> N
     # file-name order: ..._0, _1, _10, _2, ... _9 -> the last one (..._9) is the test recording
     assert {p.name for p, _ in rec["test"]} == {f"cifar10_{c}_9.aedat" for c in DVS_CLASSES}
     assert [lbl for _, lbl in rec["test"]] == list(range(10))
-    dm.prepare_data()
+    reports: list[tuple[str, int, int]] = []
+    dm.on_progress = lambda task, done, total: reports.append((task, done, total))
+    dm.prepare_data()  # progress reaches the caller's callback; the library draws nothing itself
+    assert [r[1:] for r in reports if "train" in r[0]] == [(i, 100) for i in range(1, 101)]
+    assert [r[1:] for r in reports if "test" in r[0]] == [(i, 10) for i in range(1, 11)]
     cache = dvs_root / "frames_8"
     assert len(list(cache.rglob("*.npz"))) == 110 and not list(cache.rglob("*.tmp*"))
     ds = dm.split_dataset("test")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers.cli import TINY, run_cli
+from tests.helpers.cli import TINY, run_checkpoints, run_cli
 from tests.helpers.datasets import make_idx_dir
 from tests.helpers.probe import write_probe
 
@@ -29,7 +29,7 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
         "--config", str(extra),
         "--data.init_args.data_dir", str(data),
         "--data.init_args.seed", "7",
-        "--checkpoint_dir", str(tmp_path / "ckpts"),
+        "--trainer.default_root_dir", str(tmp_path / "ckpts"),
         "--trainer.accelerator", "cpu",
         "--trainer.devices", "2",
         "--trainer.strategy", "ddp",
@@ -47,7 +47,7 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     # the logged val/acc is synced: both ranks report the same figure
     assert ranks[0]["val_acc"] == ranks[1]["val_acc"] >= 0
 
-    folder = tmp_path / "ckpts" / "tiny"
+    folder = run_checkpoints(tmp_path / "ckpts", "tiny", version=0)
     files = sorted(p.name for p in folder.iterdir())
     assert "last.ckpt" in files and sum(n.startswith("best") for n in files) == 1
     assert not [n for n in files if ".tmp" in n]  # written once, atomically, by rank 0

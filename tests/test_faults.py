@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers.cli import TINY, cli_env, run_cli
+from tests.helpers.cli import TINY, cli_env, run_checkpoints, run_cli
 from tests.helpers.datasets import make_idx_dir
 from tests.helpers.probe import write_probe
 
@@ -35,10 +35,10 @@ def test_kill_9_mid_epoch_then_resume_last(tmp_path: Path) -> None:
     args = [
         "fit", "--config", str(TINY), "--config", str(slow),
         "--data.init_args.data_dir", str(data), "--data.init_args.subset", "320",
-        "--checkpoint_dir", str(tmp_path / "ckpts"), "--checkpoint_every_n_steps", "5",
+        "--trainer.default_root_dir", str(tmp_path / "ckpts"), "--last_checkpoint.every_n_train_steps", "5",
         "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "30", "--trainer.logger", "false",
     ]  # fmt: skip
-    last = tmp_path / "ckpts" / "tiny" / "last.ckpt"
+    last = run_checkpoints(tmp_path / "ckpts", "tiny", version=0) / "last.ckpt"
     proc = subprocess.Popen(
         [sys.executable, "-m", "i2e_lightning", *args],
         cwd=tmp_path,

@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from i2e_lightning.data import FashionMNISTDataModule
 from i2e_lightning.training import SpikingClassifier
-from tests.helpers.cli import TINY, cli_env, run_cli
+from tests.helpers.cli import TINY, cli_env, run_checkpoints, run_cli
 from tests.helpers.datasets import make_idx_dir
 from tests.helpers.probe import write_probe
 from tests.helpers.trainer import fake_trainer
@@ -132,13 +132,13 @@ def test_kill_9_mid_epoch_and_resume_last_gives_the_uninterrupted_weights(tmp_pa
             "fit", "--config", str(TINY), *slowed,
             "--data.init_args.data_dir", str(data), "--data.init_args.subset", "320",
             "--data.init_args.augment", "full", "--data.init_args.per_sample_pairs", "true",
-            "--checkpoint_dir", str(tmp_path / run), "--checkpoint_every_n_steps", "5",
+            "--trainer.default_root_dir", str(tmp_path / run), "--last_checkpoint.every_n_train_steps", "5",
             "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "30", "--trainer.logger", "false",
         ]  # fmt: skip
 
     whole = run_cli(args("whole"), cwd=tmp_path, timeout=240, extra_pythonpath=probe)
     assert whole.returncode == 0, whole.stderr[-3000:]
-    last = tmp_path / "killed" / "tiny" / "last.ckpt"
+    last = run_checkpoints(tmp_path / "killed", "tiny", version=0) / "last.ckpt"
     proc = subprocess.Popen(
         [sys.executable, "-m", "i2e_lightning", *args("killed")],
         cwd=tmp_path,
@@ -164,7 +164,7 @@ def test_kill_9_mid_epoch_and_resume_last_gives_the_uninterrupted_weights(tmp_pa
     assert killed_at is not None, "no mid-epoch checkpoint seen before the run ended"
     resumed = run_cli([*args("killed"), "--ckpt_path", "last"], cwd=tmp_path, timeout=240, extra_pythonpath=probe)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    ref, got = _weights(tmp_path / "whole" / "tiny" / "last.ckpt"), _weights(last)
+    ref, got = _weights(run_checkpoints(tmp_path / "whole", "tiny", version=0) / "last.ckpt"), _weights(last)
     assert torch.load(last, weights_only=False)["global_step"] == 60
     assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref), f"killed at step {killed_at}"
 
@@ -182,7 +182,7 @@ def test_cli_seed_everything_seeds_the_data_unless_it_has_its_own(
     )
     args = [
         "fit", "--config", str(TINY), "--config", str(extra), "--seed_everything", "5",
-        "--data.init_args.data_dir", str(toy_idx_dir), "--checkpoint_dir", str(tmp_path / "ckpts"),
+        "--data.init_args.data_dir", str(toy_idx_dir), "--trainer.default_root_dir", str(tmp_path / "ckpts"),
         "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1", "--trainer.logger", "false",
     ]  # fmt: skip
     if data_seed is not None:

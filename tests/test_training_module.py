@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import CSVLogger
 
 from i2e_lightning import models
 from i2e_lightning.data import FashionMNISTDataModule
 from i2e_lightning.training import SpikingClassifier, load_classifier, load_init_weights, read_checkpoint
-from i2e_lightning.training.module import _CosineWithWarmup
+from i2e_lightning.training.module import cosine_with_warmup
 from tests.helpers.datasets import make_idx_dir
 
 SMALL = {"channels": [4, 8]}
@@ -47,20 +48,26 @@ def _trainer(tmp_path: Path, **kw) -> L.Trainer:
 
 @pytest.mark.parametrize(
     ("total", "warmup", "floor"),
-    [(10, 0, 5e-4), (7, 2, 0.0), (1, 0, 0.01), (100, 0.5, 1e-3)],
+    [(10, 0, 5e-4), (7, 2, 0.0), (1, 0, 0.01), (100, 1, 1e-3)],
 )
-def test_cosine_schedule_ends_at_floor(total: int, warmup: float, floor: float) -> None:
-    f = _CosineWithWarmup(total, warmup, floor, start=0.1)
-    assert f(total) == pytest.approx(floor)
-    assert f(total + 5) == pytest.approx(floor)  # clamped after the planned steps
-    values = [f(s) for s in range(math.ceil(warmup), total + 1)]
+def test_cosine_schedule_ends_at_floor(total: int, warmup: int, floor: float) -> None:
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=2.0)
+    sched = cosine_with_warmup(opt, total, warmup=warmup, eta_min=2.0 * floor, start_factor=0.1)
+    lrs = [opt.param_groups[0]["lr"] / 2.0]  # as a fraction of the peak lr
+    for _ in range(total + 5):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"] / 2.0)
+    assert lrs[total] == pytest.approx(floor, abs=1e-12)
+    assert lrs[total + 5] == pytest.approx(floor, abs=1e-12)  # held after the planned steps
+    values = lrs[warmup : total + 1]
     assert all(a >= b - 1e-12 for a, b in zip(values, values[1:], strict=False))  # monotone decay
     if warmup > 0:  # warm-up from start * lr to the peak, reached when it ends
-        assert f(0) == pytest.approx(0.1) and f(warmup) == pytest.approx(1.0)
-        if warmup >= 1:
-            assert f(0) < f(1)
+        assert lrs[0] == pytest.approx(0.1) and lrs[warmup] == pytest.approx(1.0)
+        assert lrs[0] < lrs[1]
     else:  # no warm-up: the first step is at the peak
-        assert f(0) == pytest.approx(1.0)
+        assert lrs[0] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(("t", "b", "h", "w", "k"), [(1, 1, 8, 8, 2), (2, 3, 16, 12, 10), (4, 2, 17, 9, 7)])
@@ -222,10 +229,20 @@ def test_bf16_mixed_precision_fit(tmp_path: Path, idx_dir: Path) -> None:
     # mixed precision comes from the trainer; the loss is computed in float32 on bf16 logits
     dm = FashionMNISTDataModule(data_dir=str(idx_dir), batch_size=8, val_size=16, timesteps=2, subset=32)
     module = SpikingClassifier("spiking_cnn", model_kwargs=SMALL, spike_log_every_n_steps=0)
-    trainer = _trainer(tmp_path, precision="bf16-mixed", limit_train_batches=2, limit_val_batches=1)
+    trainer = _trainer(
+        tmp_path,
+        precision="bf16-mixed",
+        limit_train_batches=2,
+        limit_val_batches=1,
+        logger=CSVLogger(tmp_path),
+        log_every_n_steps=1,
+        callbacks=[LearningRateMonitor()],
+    )
     trainer.fit(module, datamodule=dm)
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
-    assert "train/lr" in trainer.callback_metrics
+    # the lr reaches the logger through Lightning's LearningRateMonitor, one column per parameter group
+    logged = (Path(trainer.logger.log_dir) / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/lr/weights", "train/lr/norms_biases"} <= set(logged)
     assert not any("spikes/" in k for k in trainer.callback_metrics)  # turned off
     assert all(p.dtype == torch.float32 for p in module.parameters())
 

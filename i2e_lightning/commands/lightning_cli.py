@@ -1,29 +1,45 @@
 """``python -m i2e_lightning fit|validate|test|predict``: LightningCLI with our run folders, checkpoints and errors.
 
-Every run gets a rich progress bar and model summary, and checkpoints in
-``<checkpoint_dir>/<run_name>/``: ``last.ckpt`` (also every ``--checkpoint_every_n_steps``
-training steps, so a killed run loses little) and the best by ``val/acc``. The run name is
-the config file's name unless ``--run_name`` is given. ``--ckpt_path last`` resumes.
+Every run writes into its own version folder, as Lightning's loggers number them:
+``<default_root_dir>/lightning_logs/<run_name>/version_N/`` holds the logs, ``config.yaml`` and
+``checkpoints/`` (``last.ckpt``, refreshed at every epoch end and every
+``--last_checkpoint.every_n_train_steps`` steps, and the best by ``val/acc``). The run name is the
+config file's name unless ``--run_name`` is given. ``--ckpt_path last`` resumes the newest version of the
+run and goes on writing checkpoints in its folder (logs get the next version); ``--ckpt_path best``
+takes the best checkpoint recorded by the run's ModelCheckpoint (its monitored score, not file dates).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE, _TENSORBOARDX_AVAILABLE
-from lightning.pytorch.callbacks import ModelSummary, ProgressBar, RichModelSummary, RichProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.callbacks import (
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ModelSummary,
+    ProgressBar,
+    RichModelSummary,
+    RichProgressBar,
+)
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, ReduceLROnPlateau, instantiate_class
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..data.base import I2EDataModule
 from ..models.checkpoint import read_checkpoint, safe_globals_context
-from ..training.callbacks import PredictionWriter, checkpoint_callbacks
-from ..training.checkpoint import AtomicCheckpointIO, ensure_writable_dir
+from ..training.callbacks import BEST_CHECKPOINT, LastCheckpoint, PredictionWriter
+from ..training.checkpoint import AtomicCheckpointIO, ensure_writable_dir, find_run_checkpoint, next_version
 from ..training.module import SpikingClassifier
+
+#: where a run's version folders live, below the trainer's ``default_root_dir``
+LOGS = "lightning_logs"
+#: a DDP child process takes its parent's version folder (set only while a run without a logger trains)
+_VERSION_ENV = "I2E_RUN_VERSION"
 
 
 class ShortUsageParser(LightningArgumentParser):
@@ -37,24 +53,22 @@ class I2ECLI(LightningCLI):
     """LightningCLI with run names, checkpoint callbacks, resume by ``last`` and readable errors."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # the dataset's facts size the network when it is created, so --optimizer sees its parameters
+        for source, target in (
+            ("num_classes", "num_classes"),
+            ("in_channels", "in_channels"),
+            ("resolution", "input_size"),
+        ):
+            parser.link_arguments(f"data.{source}", f"model.{target}", apply_on="instantiate")
         parser.add_argument(
             "--run_name", type=str | None, default=None, help="Run name (default: the config file's name)."
         )
-        parser.add_argument(
-            "--checkpoint_dir", type=str, default="checkpoints", help="Checkpoints go to <checkpoint_dir>/<run>/."
-        )
-        parser.add_argument(
-            "--predict_output",
-            type=str | None,
-            default=None,
-            help="predict: save predictions (pred, probs, target) to this .pt file.",
-        )
-        parser.add_argument(
-            "--checkpoint_every_n_steps",
-            type=int,
-            default=50,
-            help="Also write last.ckpt every this many training steps (0: only at epoch ends).",
-        )
+        # forced callbacks, declared so that they show in --help and in the saved config.yaml
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({f"checkpoint.{k}": v for k, v in BEST_CHECKPOINT.items()})
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+        parser.set_defaults({"last_checkpoint.every_n_train_steps": 50})
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
 
     # -- run name, checkpoint dir, ckpt_path -------------------------------------------
 
@@ -70,8 +84,10 @@ class I2ECLI(LightningCLI):
             return Path(str(configs[0])).stem
         return "default"
 
-    def _ckpt_dir(self) -> Path:
-        return Path(self._sub().get("checkpoint_dir") or "checkpoints") / self._run_name()
+    def _runs_dir(self) -> Path:
+        """``<default_root_dir>/lightning_logs/<run_name>``: the run's version folders."""
+        root = (self._sub().get("trainer") or {}).get("default_root_dir") or "."
+        return Path(root) / LOGS / self._run_name()
 
     def _parse_ckpt_path(self) -> None:
         # resolve `last`/`best` ourselves and validate the file before Lightning's torch.load,
@@ -81,21 +97,21 @@ class I2ECLI(LightningCLI):
             return
         cfg = self.config[sub]
         ckpt = cfg.get("ckpt_path")
-        folder = self._ckpt_dir()
-        if ckpt == "last":
-            path = folder / "last.ckpt"
-            if path.is_file():
-                cfg.ckpt_path = str(path)
-            elif sub == "fit":
-                print(f"[i2e] no {path} yet: starting from scratch", file=sys.stderr)
-                cfg.ckpt_path = None
-            else:
-                raise FileNotFoundError(f"--ckpt_path last: {path} does not exist (train first, or give a path)")
-        elif ckpt == "best" and sub != "fit":
-            best = sorted(folder.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
-            if not best:
-                raise FileNotFoundError(f"--ckpt_path best: no best*.ckpt in {folder} (train first, or give a path)")
-            cfg.ckpt_path = str(best[-1])
+        if ckpt == "last" or (ckpt == "best" and sub != "fit"):
+            path = find_run_checkpoint(self._runs_dir(), ckpt)
+            if path is None and ckpt == "last" and sub == "fit":
+                print(f"[i2e] no last.ckpt in {self._runs_dir()} yet: starting from scratch", file=sys.stderr)
+            elif path is None:
+                raise FileNotFoundError(
+                    f"--ckpt_path {ckpt}: no {'last.ckpt' if ckpt == 'last' else 'recorded best checkpoint'} in "
+                    f"{self._runs_dir()}/version_*/checkpoints (train first, check --run_name and "
+                    "--trainer.default_root_dir, or give a path)"
+                )
+            cfg.ckpt_path = None if path is None else str(path)
+            if sub == "fit" and path is not None:
+                # the resumed run goes on writing its checkpoints where they are (ModelCheckpoint then keeps
+                # its best score); its logs get the next version folder, as Lightning numbers them
+                self._resume_checkpoints = path.parent
         if cfg.get("ckpt_path") not in (None, "best", "last", "hpc", "registry"):
             read_checkpoint(cfg.ckpt_path)  # weights_only=True: a crafted file is refused, naming it
         if cfg.get("weights_only") is None and "weights_only" in cfg:
@@ -119,14 +135,12 @@ class I2ECLI(LightningCLI):
             callbacks.append(RichModelSummary(max_depth=2))
         if self.config.get("subcommand") == "predict" and self._sub().get("predict_output"):
             callbacks.append(PredictionWriter(self._sub().predict_output))
-        # also outside fit, so that Lightning knows the callbacks a checkpoint was written with
-        if trainer_cfg.get("enable_checkpointing", True) is not False:
-            folder = self._ckpt_dir()
-            if self.config.get("subcommand") == "fit":
-                ensure_writable_dir(folder)  # now, not after the first epoch
-            every = int(self._sub().get("checkpoint_every_n_steps") or 0)
-            callbacks += checkpoint_callbacks(folder, every_n_train_steps=every)
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": callbacks}
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        if hasattr(self.datamodule, "on_progress") and self.datamodule.on_progress is None:
+            self.datamodule.on_progress = _ProgressBar()  # e.g. CIFAR10-DVS frames integrated in prepare_data
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         cfg = self._get(self.config_init, "trainer", default={})
@@ -138,16 +152,89 @@ class I2ECLI(LightningCLI):
         if getattr(self, "_own_summary", False):
             # ours replaces Lightning's default summary: tell the Trainer, so it does not log "already configured"
             kwargs.setdefault("enable_model_summary", False)
+        root = Path(cfg.get("default_root_dir") or ".")
+        self._logging = cfg.get("logger") is not False
         if cfg.get("logger") is True or cfg.get("logger") is None:
-            kwargs.setdefault("logger", default_logger(self._run_name()))
+            kwargs.setdefault("logger", default_logger(self._run_name(), root / LOGS))
         return super().instantiate_trainer(**kwargs)
 
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+        cfg = self._get(self.config_init, "trainer", default={})
+        checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
+        if cfg.get("enable_checkpointing", True) is False:
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+        elif getattr(self, "_resume_checkpoints", None) is not None:
+            for c in checkpoints:
+                if c.dirpath is None:
+                    c.dirpath = str(self._resume_checkpoints.resolve())
+        elif not self._logging and any(c.dirpath is None for c in checkpoints):
+            # no logger to number the run: a version folder of our own, so that runs never mix
+            version = os.environ.get(_VERSION_ENV) or str(next_version(self._runs_dir()))
+            os.environ[_VERSION_ENV] = version  # DDP children re-run this command with the parent's env
+            for c in checkpoints:
+                if c.dirpath is None:
+                    c.dirpath = str((self._runs_dir() / f"version_{version}" / "checkpoints").resolve())
+        if not self._logging:
+            callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]  # it needs a logger
+        if self.config.get("subcommand") == "fit" and cfg.get("enable_checkpointing", True) is not False:
+            for c in checkpoints:
+                # now, not after the first epoch (with a logger, the folder above the run's versions)
+                ensure_writable_dir(c.dirpath or self._runs_dir())
+        return super()._instantiate_trainer(config, callbacks)
 
-def default_logger(run_name: str, save_dir: str = "lightning_logs") -> Logger:
+    def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
+        super()._add_configure_optimizers_method_to_model(subcommand)
+        # LightningCLI ignores --lr_scheduler without --optimizer: pair it with the model's preset optimizer
+        if not self.auto_configure_optimizers or self._get(self.config_init, "optimizer"):
+            return
+        scheduler_init = self._get(self.config_init, "lr_scheduler")
+        if not scheduler_init or not hasattr(self.model, "build_optimizer"):
+            return
+
+        def configure_optimizers(module: Any) -> Any:
+            optimizer = module.build_optimizer()
+            scheduler = instantiate_class(optimizer, scheduler_init)
+            config = {"scheduler": scheduler, "name": "train/lr"}
+            if isinstance(scheduler, ReduceLROnPlateau):
+                config["monitor"] = scheduler.monitor
+            return {"optimizer": optimizer, "lr_scheduler": config}
+
+        self.model.configure_optimizers = configure_optimizers.__get__(self.model)
+
+
+def default_logger(run_name: str, save_dir: str | Path = LOGS) -> Logger:
     """Lightning's own choice (TensorBoard when installed, else CSV), in ``<save_dir>/<run_name>/version_N``."""
     if _TENSORBOARD_AVAILABLE or _TENSORBOARDX_AVAILABLE:
         return TensorBoardLogger(save_dir=save_dir, name=run_name)
     return CSVLogger(save_dir=save_dir, name=run_name)
+
+
+class _ProgressBar:
+    """``on_progress(task, done, total)`` of a datamodule drawn as one rich bar per task (rank 0 only)."""
+
+    def __init__(self) -> None:
+        self._progress: Any = None
+        self._task: Any = None
+        self._name = ""
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        if os.environ.get("LOCAL_RANK", "0") != "0":
+            return
+        from rich.progress import Progress
+
+        if self._progress is None or task != self._name:
+            self._stop()
+            self._progress, self._name = Progress(), task
+            self._progress.start()
+            self._task = self._progress.add_task(task, total=total)
+        self._progress.update(self._task, completed=done)
+        if done >= total:
+            self._stop()
+
+    def _stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        self._progress = None
 
 
 def _callback_classes(configured: Any) -> list[type]:
@@ -190,10 +277,13 @@ def _run_with_argv(args: list[str]) -> None:
     # LightningCLI reads sys.argv, and DDP re-launches the processes with sys.argv: make them agree
     saved = sys.argv
     sys.argv = [saved[0] if saved else "i2e_lightning", *args]
+    child = os.environ.get("LOCAL_RANK", "0") != "0"
     try:
         run_lightning(None)
     finally:
         sys.argv = saved
+        if not child:
+            os.environ.pop(_VERSION_ENV, None)  # the next run in this process numbers its own folder
 
 
 def main(argv: list[str]) -> int:

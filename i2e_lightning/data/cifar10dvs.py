@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from .base import EventDataModule
+
+#: ``(task, done, total)``
+ProgressCallback = Callable[[str, int, int], None]
 
 __all__ = [
     "CIFAR10DVSDataModule",
@@ -240,10 +244,12 @@ class CIFAR10DVSDataModule(EventDataModule):
     def load_source(self, split: str) -> Dataset:
         return CIFAR10DVSFrames(self.recordings()[split], self.root, self.frame_cache_dir, self.frames)
 
-    def prepare_data(self) -> None:
-        """Integrate and cache every recording not cached yet (local rank 0 only), with a progress bar."""
-        from rich.progress import Progress
+    #: ``on_progress(task, done, total)`` while ``prepare_data`` integrates recordings; the command layer sets
+    #: a progress bar here, the library itself prints nothing
+    on_progress: ProgressCallback | None = None
 
+    def prepare_data(self) -> None:
+        """Integrate and cache every recording not cached yet (local rank 0 only), reporting to ``on_progress``."""
         for split in ("train", "test"):
             ds = self.load_source(split)
             assert isinstance(ds, CIFAR10DVSFrames)
@@ -251,10 +257,10 @@ class CIFAR10DVSDataModule(EventDataModule):
             if not missing:
                 continue
             loader = DataLoader(_CacheBuilder(ds, missing), batch_size=None, num_workers=self.num_workers)
-            with Progress() as progress:
-                task = progress.add_task(f"CIFAR10-DVS {split}: integrating frames", total=len(missing))
-                for _ in loader:
-                    progress.advance(task)
+            task = f"CIFAR10-DVS {split}: integrating frames"
+            for done, _ in enumerate(loader, 1):
+                if self.on_progress is not None:
+                    self.on_progress(task, done, len(missing))
 
     def to_events(self, batch: Tensor, train: bool) -> Tensor:
         if self.frame_mode == "binary":

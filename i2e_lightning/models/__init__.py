@@ -18,7 +18,7 @@ from .ms_resnet import (
 )
 from .neurons import ATan, ATanSpike, MultiStepLeaky
 from .official import load_official, official_state_dict, save_official, to_official_state_dict
-from .registry import create_model, list_models, register_model
+from .registry import ModelEntry, create_from_hparams, create_model, list_models, model_entry, register_model
 from .utils import lif_layers, replace_head, set_spike_recording, spike_rates
 
 __all__ = [
@@ -27,13 +27,16 @@ __all__ = [
     "MSBasicBlock",
     "MSBottleneck",
     "MSResNet",
+    "ModelEntry",
     "MultiStepLeaky",
     "SpikingCNN",
+    "create_from_hparams",
     "create_model",
     "describe_state_diff",
     "lif_layers",
     "list_models",
     "load_official",
+    "model_entry",
     "ms_resnet18",
     "ms_resnet34",
     "ms_resnet50",

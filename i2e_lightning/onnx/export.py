@@ -200,7 +200,7 @@ def export_classifier(
 def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The network of a ``SpikingClassifier`` Lightning checkpoint, and the datamodule's saved settings.
 
-    Rebuilds ``models.create_model(arch, num_classes, in_channels, **model_kwargs)`` from the
+    Rebuilds the network with ``models.create_from_hparams`` from the
     checkpoint's hyper-parameters and loads the ``net.`` weights (strict). The second value holds
     ``ratio``/``order``/``timesteps``/``resolution`` when the checkpoint saved the datamodule's.
     """
@@ -218,9 +218,7 @@ def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     arch, num_classes = hp.get("arch"), hp.get("num_classes")
     if arch is None or num_classes is None:
         raise ValueError(f"checkpoint {p} lacks the hyper-parameters 'arch' and 'num_classes'")
-    kwargs = dict(hp.get("model_kwargs") or {})
-    kwargs.pop("in_channels", None)
-    net = models.create_model(arch, num_classes=int(num_classes), in_channels=int(hp.get("in_channels") or 2), **kwargs)
+    net = models.create_from_hparams(hp)
     state = network_state(ckpt, "lightning", f"checkpoint {p}")
     problem = describe_state_diff(net.state_dict(), state)
     if problem:

@@ -143,13 +143,14 @@ class FiniteLossGuard(L.Callback):
 
 
 class LastCheckpoint(ModelCheckpoint):
-    """Refresh only ``last.ckpt``: at every epoch end, or every ``every_n_train_steps`` steps, improved or not.
+    """Refresh only ``last.ckpt``: at every epoch end and every ``every_n_train_steps`` steps, improved or not.
 
     Lightning's ``save_last=True`` follows the top-k saves, so beside a ``monitor`` it writes ``last.ckpt``
-    only with a new best: ``--ckpt_path last`` would then retrain finished epochs.
+    only with a new best: ``--ckpt_path last`` would then retrain finished epochs. ``dirpath=None`` puts
+    it where Lightning puts every checkpoint: ``<log_dir>/checkpoints`` of the run's version folder.
     """
 
-    def __init__(self, dirpath: str | Path, every_n_train_steps: int | None = None) -> None:
+    def __init__(self, dirpath: str | Path | None = None, every_n_train_steps: int = 0) -> None:
         super().__init__(
             dirpath=dirpath,
             save_top_k=0,
@@ -157,29 +158,38 @@ class LastCheckpoint(ModelCheckpoint):
             every_n_train_steps=every_n_train_steps or None,
             enable_version_counter=False,
         )
+        # also at epoch ends (ModelCheckpoint takes one trigger; both are wanted here)
+        self._every_n_epochs = 1
 
     def _save_topk_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
         # no top-k files: mark this step as saved, so that the base class writes last.ckpt now
         self._last_global_step_saved = trainer.global_step
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # an epoch end always writes: a step-triggered save at the same step lacks the finished epoch
+        self._last_global_step_saved = -1
+        super().on_train_epoch_end(trainer, pl_module)
 
-def checkpoint_callbacks(folder: str | Path, every_n_train_steps: int = 0) -> list[ModelCheckpoint]:
-    """The run's checkpoints in ``folder``: the best by ``val/acc`` and ``last.ckpt`` (epoch ends, every N steps).
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_global_step_saved = -1
+        super().on_validation_end(trainer, pl_module)
+
+
+#: the best checkpoint's settings (``--checkpoint.*`` defaults of the CLI; ``dirpath=None``: the run's folder)
+BEST_CHECKPOINT = {
+    "filename": "best-epoch{epoch:03d}-acc{val/acc:.4f}",
+    "auto_insert_metric_name": False,
+    "monitor": "val/acc",
+    "mode": "max",
+    "save_top_k": 1,
+    "enable_version_counter": False,
+}
+
+
+def checkpoint_callbacks(folder: str | Path | None = None, every_n_train_steps: int = 0) -> list[ModelCheckpoint]:
+    """The run's checkpoints: the best by ``val/acc`` and ``last.ckpt`` (epoch ends and every N steps).
 
     The best comes first: at an epoch end ``last.ckpt`` then records the best score just decided.
+    ``folder=None``: the run's version folder (``<log_dir>/checkpoints``), as Lightning decides it.
     """
-    callbacks: list[ModelCheckpoint] = [
-        ModelCheckpoint(
-            dirpath=folder,
-            filename="best-epoch{epoch:03d}-acc{val/acc:.4f}",
-            auto_insert_metric_name=False,
-            monitor="val/acc",
-            mode="max",
-            save_top_k=1,
-            enable_version_counter=False,
-        ),
-        LastCheckpoint(folder),
-    ]
-    if every_n_train_steps > 0:
-        callbacks.append(LastCheckpoint(folder, every_n_train_steps=every_n_train_steps))
-    return callbacks
+    return [ModelCheckpoint(dirpath=folder, **BEST_CHECKPOINT), LastCheckpoint(folder, every_n_train_steps)]

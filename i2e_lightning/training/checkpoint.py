@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,14 @@ from torch import nn
 from .. import models as _models
 from ..models.checkpoint import checkpoint_kind, describe_state_diff, network_state, read_checkpoint
 
-__all__ = ["AtomicCheckpointIO", "is_lightning_checkpoint", "load_init_weights", "read_checkpoint"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "find_run_checkpoint",
+    "is_lightning_checkpoint",
+    "load_init_weights",
+    "next_version",
+    "read_checkpoint",
+]
 
 
 def is_lightning_checkpoint(ckpt: dict[str, Any]) -> bool:
@@ -83,7 +91,8 @@ class CheckpointWriteError(OSError):
 def _write_error(path: Path, exc: OSError) -> CheckpointWriteError:
     reason = exc.strerror or str(exc)
     return CheckpointWriteError(
-        f"cannot write checkpoint {path}: {reason}: free space there or choose another folder (--checkpoint_dir)"
+        f"cannot write checkpoint {path}: {reason}: free space there or choose another folder "
+        "(--trainer.default_root_dir, or --checkpoint.dirpath)"
     )
 
 
@@ -107,6 +116,10 @@ def ensure_writable_dir(folder: str | Path) -> None:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write checkpoints to a temporary file and rename it: a kill mid-write never leaves a truncated file.
+
+    Kept instead of Lightning's own save, which writes the temporary file in /tmp and moves it across file
+    systems: on a full checkpoint disk that truncates the previous ``last.ckpt`` (test_checkpoint_writes.py
+    shows both); here the temporary file sits beside the target, is fsynced, and a failure is one line.
 
     Reads (resume, ``test --ckpt_path``) go through :func:`read_checkpoint`: ``weights_only=True``
     unless the caller passes ``weights_only=False``.
@@ -141,3 +154,62 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             if tmp.exists():
                 tmp.unlink()
+
+
+def _versions(runs_dir: Path) -> list[tuple[int, Path]]:
+    """``version_N`` folders of a run, newest (highest N) first."""
+    found = []
+    for child in runs_dir.glob("version_*") if runs_dir.is_dir() else []:
+        match = re.fullmatch(r"version_(\d+)", child.name)
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child))
+    return sorted(found, reverse=True)
+
+
+def next_version(runs_dir: str | Path) -> int:
+    """The number of a run's next ``version_N`` folder (as Lightning's loggers count)."""
+    versions = _versions(Path(runs_dir))
+    return versions[0][0] + 1 if versions else 0
+
+
+def find_run_checkpoint(runs_dir: str | Path, which: str) -> Path | None:
+    """``last.ckpt`` or the recorded best checkpoint of the newest version of a run that has one.
+
+    ``runs_dir`` holds ``version_N/checkpoints/``. ``which="best"`` reads the ModelCheckpoint state saved
+    in the version's newest checkpoint (its ``best_model_path``, decided by the monitored score), not
+    file dates. ``None`` when no version has such a checkpoint.
+    """
+    if which not in ("last", "best"):
+        raise ValueError(f"which must be 'last' or 'best', got {which!r}")
+    for _, version in _versions(Path(runs_dir)):
+        folder = version / "checkpoints"
+        if which == "last":
+            if (folder / "last.ckpt").is_file():
+                return folder / "last.ckpt"
+            continue
+        best = _recorded_best(folder)
+        if best is not None:
+            return best
+    return None
+
+
+def _recorded_best(folder: Path) -> Path | None:
+    newest: tuple[int, dict[str, Any]] | None = None
+    for path in folder.glob("*.ckpt"):
+        ckpt = read_checkpoint(path)
+        step = int(ckpt.get("global_step") or 0)
+        if newest is None or step > newest[0]:
+            newest = (step, ckpt)
+    if newest is None:
+        return None
+    for state in (newest[1].get("callbacks") or {}).values():
+        if isinstance(state, dict) and state.get("monitor") and state.get("best_model_path"):
+            # by name in this folder: the run folder may have moved since it was written
+            path = folder / Path(str(state["best_model_path"])).name
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"--ckpt_path best: the best checkpoint recorded in {folder} ({path.name}, "
+                    f"{state['monitor']}={float(state['best_model_score']):.4f}) is gone; give a path"
+                )
+            return path
+    return None

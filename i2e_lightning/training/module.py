@@ -1,7 +1,9 @@
 """The LightningModule that trains a spiking classifier on I2E events.
 
-The network is built by name from the model registry; the number of classes may be
-left to the datamodule (resolved in ``setup``), so one config trains any dataset.
+The network is built by name from the model registry when the module is created: the CLI links the
+datamodule's facts (``num_classes``, ``in_channels``, ``resolution``) into the model's arguments, so
+``--optimizer``/``--lr_scheduler`` see the parameters. A module made by hand without them builds the
+network in ``setup`` from the trainer's datamodule, so one config trains any dataset either way.
 Batches arrive as ``(events float [T, B, 2, H, W], labels int64 [B])``: the
 datamodule converts images to events on the device in ``on_after_batch_transfer``.
 """
@@ -31,9 +33,12 @@ class SpikingClassifier(L.LightningModule):
 
     Args:
         arch: registry name of the network (``spiking_cnn``, ``ms_resnet18``, ``ms_resnet34``...).
-        num_classes: classes of the head; ``None`` takes ``datamodule.num_classes`` in ``setup``.
+        num_classes: classes of the head; ``None`` takes ``datamodule.num_classes`` in ``setup`` (the CLI
+            links it from the datamodule).
         model_kwargs: extra keyword arguments of the network constructor (channels, LIF options...).
         in_channels: event channels; ``None`` takes ``datamodule.in_channels`` (2: ON/OFF).
+        input_size: ``(H, W)`` (or one int) of the events, for networks whose registry entry
+            ``needs_input_size`` (a flattening head); ``None`` takes ``datamodule.resolution``.
         optimizer: ``"sgd"`` (momentum, the paper's recipe) or ``"adamw"``.
         lr: peak learning rate.
         momentum: SGD momentum.
@@ -46,7 +51,8 @@ class SpikingClassifier(L.LightningModule):
         eta_min: the final learning rate of the cosine decay (the paper: 5e-5).
         decay_epochs: step scheduler period in epochs (official ``--decay_t``, 30).
         decay_rate: step scheduler factor (official ``--decay_rate``, 0.1).
-        warmup_epochs: linear warm-up from ``lr * warmup_start_factor`` over these epochs (fractional allowed).
+        warmup_epochs: linear warm-up from ``lr * warmup_start_factor`` over these epochs (fractional allowed
+            with ``scheduler_interval="step"``; rounded to whole scheduler steps).
         warmup_start_factor: the first warm-up lr as a fraction of ``lr``.
         scheduler_interval: update the lr every ``"epoch"`` (as the paper) or every ``"step"``.
         label_smoothing: of the cross-entropy loss (the paper: 0.1).
@@ -69,6 +75,7 @@ class SpikingClassifier(L.LightningModule):
         num_classes: int | None = None,
         model_kwargs: dict[str, Any] | None = None,
         in_channels: int | None = None,
+        input_size: int | tuple[int, int] | None = None,
         optimizer: Literal["sgd", "adamw"] = "sgd",
         lr: float = 0.1,
         momentum: float = 0.9,
@@ -91,7 +98,7 @@ class SpikingClassifier(L.LightningModule):
         spike_log_every_n_steps: int = 50,
     ) -> None:
         super().__init__()
-        if arch not in _models.list_models():
+        if arch.lower().replace("-", "_") not in _models.list_models():
             raise ValueError(f"unknown model arch {arch!r}: choose one of {sorted(_models.list_models())}")
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
@@ -109,14 +116,18 @@ class SpikingClassifier(L.LightningModule):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if num_classes is not None and num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if isinstance(input_size, int):
+            input_size = (input_size, input_size)
+        if input_size is not None and (len(input_size) != 2 or min(input_size) < 1):
+            raise ValueError(f"input_size must be one positive int or (H, W), got {input_size}")
         self.save_hyperparameters()
         self.net: nn.Module | None = None
         self.metrics = nn.ModuleDict()
         self._init_done = False
+        if in_channels is None and "in_channels" in (model_kwargs or {}):
+            in_channels = int(model_kwargs["in_channels"])
         if num_classes is not None and in_channels is not None:
-            self.build_network(num_classes, in_channels)
-        elif num_classes is not None and "in_channels" in (model_kwargs or {}):
-            self.build_network(num_classes, int(model_kwargs["in_channels"]))
+            self.build_network(num_classes, in_channels, input_size)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -124,31 +135,19 @@ class SpikingClassifier(L.LightningModule):
         """Build the network (done in ``setup`` from the datamodule when ``num_classes`` was left out)."""
         kwargs = dict(self.hparams.model_kwargs or {})
         kwargs.pop("in_channels", None)
-        if input_size is not None and "input_size" not in kwargs:
-            # networks with a flattening head (spiking_cnn) are sized for the datamodule's resolution
-            try:
-                net = _models.create_model(
-                    self.hparams.arch,
-                    num_classes=num_classes,
-                    in_channels=in_channels,
-                    input_size=list(input_size),
-                    **kwargs,
-                )
-                kwargs["input_size"] = list(input_size)
-            except ValueError as exc:
-                if "input_size" not in str(exc):
-                    raise
-                net = _models.create_model(
-                    self.hparams.arch, num_classes=num_classes, in_channels=in_channels, **kwargs
-                )
-        else:
-            net = _models.create_model(self.hparams.arch, num_classes=num_classes, in_channels=in_channels, **kwargs)
+        if (
+            input_size is not None
+            and "input_size" not in kwargs
+            and _models.model_entry(self.hparams.arch).needs_input_size
+        ):
+            kwargs["input_size"] = [int(s) for s in input_size]  # a flattening head is sized for the events
+        net = _models.create_model(self.hparams.arch, num_classes=num_classes, in_channels=in_channels, **kwargs)
         self.net = net
         # the resolved values go into the checkpoint, so load_from_checkpoint rebuilds the same net
         self.hparams.num_classes = num_classes
         self.hparams.in_channels = in_channels
-        if kwargs:
-            self.hparams.model_kwargs = kwargs
+        if input_size is not None:
+            self.hparams.input_size = tuple(int(s) for s in input_size)
         top5 = min(5, num_classes)
         self.metrics = nn.ModuleDict(
             {
@@ -168,7 +167,7 @@ class SpikingClassifier(L.LightningModule):
                     "SpikingClassifier: num_classes is not set and the datamodule does not give one: "
                     "set model.num_classes in the config"
                 )
-            resolution = getattr(dm, "resolution", None)
+            resolution = self.hparams.input_size or getattr(dm, "resolution", None)
             self.build_network(int(num_classes), int(in_channels), tuple(resolution) if resolution else None)
         # resuming (ckpt_path set): the checkpoint's weights replace these anyway
         resuming = self._trainer is not None and self.trainer.ckpt_path is not None
@@ -183,7 +182,12 @@ class SpikingClassifier(L.LightningModule):
     def configure_model(self) -> None:
         # load_from_checkpoint outside a trainer: hparams then hold the resolved sizes
         if self.net is None and self.hparams.num_classes is not None:
-            self.build_network(int(self.hparams.num_classes), int(self.hparams.in_channels or 2))
+            resolution = self.hparams.get("input_size")
+            self.build_network(
+                int(self.hparams.num_classes),
+                int(self.hparams.in_channels or 2),
+                tuple(resolution) if resolution else None,
+            )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # resuming: the checkpoint's weights win over init_from
@@ -293,10 +297,7 @@ class SpikingClassifier(L.LightningModule):
         return events, labels
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        loss = self._shared_step(batch, "train", batch_idx)
-        if self._trainer is not None and self.trainer.optimizers:
-            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
-        return loss
+        return self._shared_step(batch, "train", batch_idx)
 
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self._shared_step(batch, "val", batch_idx)
@@ -323,34 +324,47 @@ class SpikingClassifier(L.LightningModule):
 
     # -- optimisation ---------------------------------------------------------------------
 
-    def configure_optimizers(self) -> Any:
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """The preset optimizer (``optimizer``, ``lr``, ...); the CLI pairs it with a ``--lr_scheduler`` alone."""
         hp = self.hparams
         net = self._require_net()
-        # no weight decay on BN/bias parameters (1-D), as is usual for ResNets
+        # no weight decay on BN/bias parameters (1-D), as timm's optimizer factory in the official scripts
         decay = [p for p in net.parameters() if p.requires_grad and p.dim() > 1]
         no_decay = [p for p in net.parameters() if p.requires_grad and p.dim() <= 1]
-        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = [
+            {"params": decay, "weight_decay": hp.weight_decay, "name": "weights"},
+            {"params": no_decay, "weight_decay": 0.0, "name": "norms_biases"},
+        ]
         if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov)
-        else:
-            opt = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
+            return torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov)
+        return torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        opt = self.build_optimizer()
+        LR = torch.optim.lr_scheduler
+        interval = hp.scheduler_interval
         if hp.scheduler == "none":
-            return opt
-        if hp.scheduler == "step":  # per epoch, as timm's StepLRScheduler stepped with the epoch
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, _StepDecay(hp.decay_epochs, hp.decay_rate))
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-        step_wise = hp.scheduler_interval == "step"
-        if step_wise:
-            total = max(1, int(self.trainer.estimated_stepping_batches))
-            per_epoch = total / max(1, self.trainer.max_epochs or 1)
+            # a scheduler that changes nothing, so that LearningRateMonitor logs the lr as `train/lr` too
+            sched: LR.LRScheduler = LR.ConstantLR(opt, factor=1.0, total_iters=0)
+        elif hp.scheduler == "step":  # per epoch, as timm's StepLRScheduler stepped with the epoch
+            sched = LR.LambdaLR(opt, _StepDecay(hp.decay_epochs, hp.decay_rate))
+            interval = "epoch"
         else:
-            total = max(1, int(self.trainer.max_epochs or 1))
-            per_epoch = 1.0
-        warmup = hp.warmup_epochs * per_epoch
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, _CosineWithWarmup(total, warmup, hp.eta_min / hp.lr, hp.warmup_start_factor)
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": hp.scheduler_interval}}
+            if interval == "step":
+                total = max(1, int(self.trainer.estimated_stepping_batches))
+                per_epoch = total / max(1, self.trainer.max_epochs or 1)
+            else:
+                total = max(1, int(self.trainer.max_epochs or 1))
+                per_epoch = 1.0
+            sched = cosine_with_warmup(
+                opt,
+                total,
+                warmup=round(hp.warmup_epochs * per_epoch),
+                eta_min=hp.eta_min,
+                start_factor=hp.warmup_start_factor,
+            )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": interval, "name": "train/lr"}}
 
 
 class _StepDecay:
@@ -363,18 +377,26 @@ class _StepDecay:
         return self.decay_rate ** math.floor(epoch / self.decay_epochs)
 
 
-class _CosineWithWarmup:
-    """lr factor: linear warm-up, then cosine from 1 to ``floor`` reached at ``total`` (a picklable class)."""
+def cosine_with_warmup(
+    optimizer: torch.optim.Optimizer, total: int, warmup: int = 0, eta_min: float = 0.0, start_factor: float = 0.1
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Linear warm-up from ``start_factor * lr`` over ``warmup`` steps, cosine to ``eta_min`` at ``total``, then hold.
 
-    def __init__(self, total: float, warmup: float, floor: float, start: float) -> None:
-        self.total, self.warmup, self.floor, self.start = float(total), float(warmup), float(floor), float(start)
-
-    def __call__(self, step: int) -> float:
-        if self.warmup > 0 and step < self.warmup:
-            return self.start + (1.0 - self.start) * step / self.warmup
-        span = max(1.0, self.total - self.warmup)
-        progress = min(1.0, (step - self.warmup) / span)
-        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    torch's own schedulers chained by ``SequentialLR``; the last phase keeps ``eta_min`` if a run steps
+    past ``total`` (``CosineAnnealingLR`` alone would climb back up).
+    """
+    LR = torch.optim.lr_scheduler
+    total, warmup = max(1, int(total)), max(0, min(int(warmup), int(total) - 1))
+    lr = max(group["lr"] for group in optimizer.param_groups)
+    phases: list[LR.LRScheduler] = []
+    milestones: list[int] = []
+    if warmup > 0:
+        phases.append(LR.LinearLR(optimizer, start_factor=start_factor, end_factor=1.0, total_iters=warmup))
+        milestones.append(warmup)
+    phases.append(LR.CosineAnnealingLR(optimizer, T_max=total - warmup, eta_min=eta_min))
+    milestones.append(total)
+    phases.append(LR.ConstantLR(optimizer, factor=eta_min / lr if lr > 0 else 0.0, total_iters=2**62))
+    return LR.SequentialLR(optimizer, phases, milestones=milestones)
 
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> SpikingClassifier:

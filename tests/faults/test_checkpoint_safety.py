@@ -100,7 +100,7 @@ def test_crafted_checkpoint_is_refused_by_the_cli(tmp_path: Path, data_dir: Path
     args = [a.format(ckpt=ckpt, out=tmp_path / "x.onnx") for a in template]
     if args[0] != "export-onnx":
         args += ["--config", str(TINY), "--data.init_args.data_dir", str(data_dir), "--trainer.logger", "false"]
-        args += ["--checkpoint_dir", str(tmp_path / "ckpts")]
+        args += ["--trainer.default_root_dir", str(tmp_path / "ckpts")]
     proc = run_cli(args, cwd=tmp_path)
     assert not marker.exists(), f"{entry} ran the command in a crafted checkpoint"
     said = proc.stderr + proc.stdout

@@ -15,6 +15,7 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.demos.boring_classes import BoringModel
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from i2e_lightning.training.callbacks import checkpoint_callbacks
 from i2e_lightning.training.checkpoint import AtomicCheckpointIO, CheckpointWriteError, ensure_writable_dir
@@ -95,7 +96,9 @@ def mount_tmpfs(tmp_path: Path) -> Iterator:
 
 def test_read_only_checkpoint_folder_found_before_training(mount_tmpfs) -> None:
     ro = mount_tmpfs("ro,size=1m")
-    with pytest.raises(CheckpointWriteError, match="cannot write checkpoint .*Read-only file system.*--checkpoint_dir"):
+    with pytest.raises(
+        CheckpointWriteError, match="cannot write checkpoint .*Read-only file system.*--trainer.default_root_dir"
+    ):
         ensure_writable_dir(ro / "run")
 
 
@@ -110,13 +113,25 @@ def test_full_disk_checkpoint_save_is_one_error_and_keeps_the_previous_file(moun
     assert target.read_bytes() == before and sorted(p.name for p in small.iterdir()) == ["last.ckpt"]
 
 
+def test_lightnings_own_save_loses_the_previous_checkpoint_on_a_full_disk(mount_tmpfs) -> None:
+    # why AtomicCheckpointIO stays (issue 11 point 11): Lightning's TorchCheckpointIO writes a temporary file in
+    # /tmp and moves it over the target, so a full checkpoint disk truncates the previous last.ckpt
+    small = mount_tmpfs("size=64k")
+    target = small / "last.ckpt"
+    TorchCheckpointIO().save_checkpoint({"w": torch.zeros(4)}, target)
+    before = target.read_bytes()
+    with pytest.raises(OSError, match="No space left"):
+        TorchCheckpointIO().save_checkpoint({"w": torch.zeros(200_000)}, target)
+    assert target.read_bytes() != before  # the resume point is gone; ours keeps it (test above)
+
+
 @pytest.mark.slow
 def test_fit_into_a_read_only_folder_stops_at_once_with_one_line(
     tmp_path: Path, toy_idx_dir: Path, mount_tmpfs
 ) -> None:
     ro = mount_tmpfs("ro,size=1m")
     args = ["fit", "--config", str(TINY), "--data.init_args.data_dir", str(toy_idx_dir)]
-    proc = run_cli([*args, "--checkpoint_dir", str(ro / "ckpts"), "--trainer.logger", "false"], cwd=tmp_path)
+    proc = run_cli([*args, "--trainer.default_root_dir", str(ro / "ckpts"), "--trainer.logger", "false"], cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "Read-only file system" in proc.stderr
-    assert "--checkpoint_dir" in proc.stderr and "Epoch" not in proc.stdout + proc.stderr
+    assert "--trainer.default_root_dir" in proc.stderr and "Epoch" not in proc.stdout + proc.stderr

@@ -113,7 +113,7 @@ def test_cli_reports_divergence_in_one_line(tmp_path: Path, toy_idx_dir: Path) -
         "            batch[0].fill_(float('nan'))\n"
     )
     args = ["fit", "--config", str(TINY), "--data.init_args.data_dir", str(toy_idx_dir), "--trainer.logger", "false"]
-    args += ["--checkpoint_dir", str(tmp_path / "ck"), "--checkpoint_every_n_steps", "1"]
+    args += ["--trainer.default_root_dir", str(tmp_path / "ck"), "--last_checkpoint.every_n_train_steps", "1"]
     args += ["--trainer.callbacks+=i2e_poison.Poison"]
     proc = run_cli(args, cwd=tmp_path, extra_pythonpath=probe)
     assert proc.returncode == 2, proc.stderr[-3000:]

@@ -74,7 +74,7 @@ def test_resume_from_an_official_pth_points_to_init_from(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_test_command_with_wrong_checkpoint_kind_or_shape(tmp_path: Path, toy_idx_dir: Path) -> None:
     common = ["--config", str(TINY), "--data.init_args.data_dir", str(toy_idx_dir), "--trainer.logger", "false"]
-    common += ["--checkpoint_dir", str(tmp_path / "ck")]
+    common += ["--trainer.default_root_dir", str(tmp_path / "ck")]
     save_official(spiking_cnn(num_classes=10, in_channels=2), tmp_path / "official.pth")
     proc = run_cli(["test", *common, "--ckpt_path", str(tmp_path / "official.pth")], cwd=tmp_path)
     assert proc.returncode == 2 and "not a Lightning checkpoint" in proc.stderr, proc.stderr[-2000:]

@@ -34,3 +34,15 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def run_checkpoints(root: Path, run: str = "tiny", version: int | None = None) -> Path:
+    """``<root>/lightning_logs/<run>/version_N/checkpoints`` of a CLI run (``root`` = its default_root_dir).
+
+    ``version=None``: the newest version folder that exists (or ``version_0`` when none does yet).
+    """
+    runs = root / "lightning_logs" / run
+    if version is None:
+        found = sorted(int(p.name.split("_")[1]) for p in runs.glob("version_*") if p.name.split("_")[1].isdigit())
+        version = found[-1] if found else 0
+    return runs / f"version_{version}" / "checkpoints"
