@@ -54,9 +54,10 @@ TRAINING_KEYS = frozenset(
         "ckpt_path",
         "weights_only",
         "run_name",
-        "checkpoint_dir",
         "predict_output",
-        "checkpoint_every_n_steps",
+        "checkpoint",
+        "last_checkpoint",
+        "lr_monitor",
     }
 )
 RESOLUTION_HELP = "N (square) or [H,W]"
