@@ -87,7 +87,7 @@ CLI_ENTRIES = {
     "test --ckpt_path": ("lightning", ["test", "--ckpt_path", "{ckpt}"]),
     "fit --model.init_from (ours)": ("lightning", ["fit", "--model.init_from", "{ckpt}"]),
     "fit --model.init_from (official .pth)": ("official", ["fit", "--model.init_from", "{ckpt}"]),
-    "export-onnx --ckpt": ("lightning", ["export-onnx", "--ckpt", "{ckpt}", "--out", "{out}"]),
+    "export-onnx --ckpt_path": ("lightning", ["export-onnx", "--ckpt_path", "{ckpt}", "--out", "{out}"]),
 }
 
 

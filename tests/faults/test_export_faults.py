@@ -35,11 +35,11 @@ def _ckpt(path: Path, nan: bool = False, ratio: float = 0.15) -> Path:
 
 def test_nan_logits_fail_the_check(tmp_path: Path, capsys) -> None:
     code = export_onnx(
-        ["--ckpt", str(_ckpt(tmp_path / "nan.ckpt", nan=True)), "--out", str(tmp_path / "m.onnx"), "--check"]
+        ["--ckpt_path", str(_ckpt(tmp_path / "nan.ckpt", nan=True)), "--out", str(tmp_path / "m.onnx"), "--check"]
     )
     out = capsys.readouterr().out
     assert code == 1 and "check FAILED" in out and "NaN/Inf" in out, out
-    code = export_onnx(["--ckpt", str(_ckpt(tmp_path / "ok.ckpt")), "--out", str(tmp_path / "ok.onnx"), "--check"])
+    code = export_onnx(["--ckpt_path", str(_ckpt(tmp_path / "ok.ckpt")), "--out", str(tmp_path / "ok.onnx"), "--check"])
     assert code == 0, capsys.readouterr().out
 
 
@@ -50,12 +50,12 @@ def test_config_ratio_that_disagrees_with_the_checkpoint_is_named(tmp_path: Path
         f"    data_dir: {toy_idx_dir}\n    ratio: 0.07\n    timesteps: 2\n"
     )
     ckpt = _ckpt(tmp_path / "m.ckpt", ratio=0.15)
-    code = export_onnx(["--ckpt", str(ckpt), "--config", str(cfg), "--out", str(tmp_path / "m.onnx")])
-    out = " ".join(capsys.readouterr().out.split())
+    code = export_onnx(["--ckpt_path", str(ckpt), "--config", str(cfg), "--out", str(tmp_path / "m.onnx")])
+    out = " ".join(capsys.readouterr().err.split())
     assert code == 2 and "gives ratio 0.07 but checkpoint" in out and "trained with ratio 0.15" in out, out
     assert not (tmp_path / "m.onnx").exists()
     # an explicit --ratio is a decision, not a mismatch
     code = export_onnx(
-        ["--ckpt", str(ckpt), "--config", str(cfg), "--ratio", "0.07", "--out", str(tmp_path / "m.onnx")]
+        ["--ckpt_path", str(ckpt), "--config", str(cfg), "--ratio", "0.07", "--out", str(tmp_path / "m.onnx")]
     )
     assert code == 0, capsys.readouterr().out
