@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 def measure(args: argparse.Namespace, ort, input_dtype: str, output_dtype: str) -> tuple[dict, bool]:
     """Time ORT and torch eager on one input / output dtype; returns the figures and whether the events agree."""
     from i2e_lightning.converter import I2E
+    from i2e_lightning.events import convert_packed
     from i2e_lightning.onnx import export_converter
 
     g = torch.Generator().manual_seed(0)
@@ -94,7 +95,7 @@ def measure(args: argparse.Namespace, ort, input_dtype: str, output_dtype: str) 
     conv = I2E(args.ratio, 4, args.timesteps, dtype="bool" if packed else output_dtype, validate=False).eval()
 
     def convert(module: I2E, images: torch.Tensor) -> torch.Tensor:
-        return module.packed(images).rows if packed else module(images)
+        return convert_packed(module, images).rows if packed else module(images)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = export_converter(

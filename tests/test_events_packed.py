@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from i2e_lightning.events import pack_events, packed_size, unpack_events, unpack_events_np
+from i2e_lightning.events import convert_packed, pack_events, packed_size, unpack_events, unpack_events_np
 from tests.helpers.run_if import RunIf
 
 SHAPES = [(1, 2, 1, 1), (1, 2, 1, 3), (2, 2, 3, 5), (3, 2, 7, 2), (5, 2, 4, 4), (8, 2, 5, 7), (8, 2, 32, 32)]
@@ -116,11 +116,11 @@ def test_converter_packed_rows_feed_the_models():
 
     conv = I2E(0.12, 4, 4).eval()
     x = torch.rand(5, 1, 12, 12, generator=torch.Generator().manual_seed(0))
-    packed = conv.packed(x)
+    packed = convert_packed(conv, x)
     assert isinstance(packed, PackedEvents) and packed.shape == (4, 2, 12, 12)
     assert packed.rows.dtype == torch.uint8 and packed.rows.shape == (5, packed_size((4, 2, 12, 12)))
     assert torch.equal(packed.unpack(), conv(x))
-    one = conv.packed(x[0])
+    one = convert_packed(conv, x[0])
     assert torch.equal(one.rows, packed.rows[0])
     model = create_model("spiking_cnn", channels=(4,), input_size=(12, 12)).eval()
     with torch.no_grad():
@@ -133,7 +133,7 @@ def test_lightning_module_unpacks_packed_batches():
 
     module = SpikingClassifier(arch="spiking_cnn", num_classes=3, in_channels=2, model_kwargs={"channels": [4]})
     x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
-    packed = I2E(0.12, 4, 2).eval().packed(x)
+    packed = convert_packed(I2E(0.12, 4, 2).eval(), x)
     labels = torch.tensor([0, 2])
     events, got_labels = module._unpack((packed, labels))
     assert torch.equal(events, I2E(0.12, 4, 2).eval()(x).float()) and got_labels is labels

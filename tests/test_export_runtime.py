@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from i2e_lightning.converter import I2E
+from i2e_lightning.events import convert_packed
 from i2e_lightning.onnx import export_converter
 from i2e_lightning.onnx import runtime as pkg_runtime
 from i2e_lightning.onnx.runtime import CPU, CUDA, I2ERuntime, choose_providers
@@ -292,7 +293,7 @@ def test_packed_rows_and_unpack(tmp_path):
     rows = rt.run(x, batch_size=3)  # batches of packed rows join along the sample axis
     conv = I2E(0.12, 4, 3).eval()
     assert rows.shape == rt.output_shape(4, 5, 7) == (4, 27)
-    assert np.array_equal(rows, conv.packed(torch.from_numpy(x)).rows.numpy())
+    assert np.array_equal(rows, convert_packed(conv, torch.from_numpy(x)).rows.numpy())
     assert np.array_equal(rt.unpack(rows, 5, 7), conv(torch.from_numpy(x)).transpose(0, 1).numpy())
     assert rt.run(x[0]).shape == (27,)
     assert rt.run(x[:0]).shape == (0, 27)

@@ -19,9 +19,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 # (module, package) pairs that break the direction today, each with its reason; keep this list empty
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("converter/i2e.py", "events"): "I2E.packed() packs rows with events.packed (issue 14's packed output)",
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def _modules(package: str) -> list[Path]:

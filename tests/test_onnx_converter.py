@@ -14,6 +14,7 @@ import torch
 from i2e_lightning import __version__
 from i2e_lightning.commands.export_onnx import main as export_main
 from i2e_lightning.converter import I2E
+from i2e_lightning.events import convert_packed
 from i2e_lightning.onnx import build_converter_model, export_converter
 
 SHAPES = [(1, 3, 1, 1), (2, 3, 1, 7), (1, 3, 6, 1), (3, 3, 5, 9), (2, 3, 16, 11), (1, 1, 4, 5), (2, 1, 1, 1)]
@@ -263,7 +264,7 @@ def test_packed_rows_output(timesteps, input_dtype):
         x = images(shape, input_dtype, seed=i)
         got = sess.run(None, {"images": x.numpy()})[0]
         conv = I2E(0.12, 4, timesteps).eval()
-        assert np.array_equal(got, conv.packed(x).rows.numpy())
+        assert np.array_equal(got, convert_packed(conv, x).rows.numpy())
         if shape[0]:
             bits = np.unpackbits(got, axis=1, count=timesteps * 2 * shape[2] * shape[3]).astype(bool)
             assert np.array_equal(bits.reshape(shape[0], timesteps, 2, *shape[2:]), conv(x).transpose(0, 1).numpy())

@@ -336,22 +336,6 @@ class I2E(nn.Module):
                     on.copy_(torch.ge(dv, th_c, out=mask))
                     off.copy_(torch.le(dv, neg_th_c, out=mask))
 
-    def packed(self, images: Tensor):
-        """Events as packed rows, the HDF5 file's layout: ``PackedEvents(rows uint8 [B, nbytes], (T, 2, H, W))``.
-
-        Each row is ``np.packbits`` of one sample's bool ``[T, 2, H, W]`` (C order, most significant
-        bit first), 8x fewer bytes than bool. The events are converted straight into a sample-major
-        buffer, then packed on the input's device.
-        """
-        from ..events.packed import PackedEvents, pack_rows  # events/packed.py needs only numpy and torch
-
-        x, single = self._check(images)
-        b, _, h, w = x.shape
-        sample_major = torch.empty((b, self.timesteps, 2, h, w), dtype=torch.bool, device=x.device)
-        self.forward(x, dtype=torch.bool, out=sample_major.transpose(0, 1))
-        rows = pack_rows(sample_major)
-        return PackedEvents(rows[0] if single else rows, (self.timesteps, 2, h, w))
-
 
 def _compare_via_float32(out: Tensor, on_cpu: bool) -> bool:
     """Whether to compare into a float32 mask and cast it into ``out``.

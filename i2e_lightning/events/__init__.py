@@ -9,7 +9,16 @@ from .hdf5 import EventFileMeta, EventH5Reader, EventH5Writer
 from .hf import ParquetEvents, decode_payload, decode_sample, encode_payload, encode_sample, write_parquet
 from .hub import HF_REPO, hub_parquet_files, parse_hub_path
 from .npz import NpzFolder, load_npz, save_npz, write_npz_folder
-from .packed import PackedEvents, as_event_batch, pack_events, pack_rows, packed_size, unpack_events, unpack_events_np
+from .packed import (
+    PackedEvents,
+    as_event_batch,
+    convert_packed,
+    pack_events,
+    pack_rows,
+    packed_size,
+    unpack_events,
+    unpack_events_np,
+)
 from .sparse import TONIC_DTYPE, TONIC_INT64_DTYPE, dense_to_sparse, sensor_size, sparse_to_dense
 
 __all__ = [
@@ -17,6 +26,7 @@ __all__ = [
     "TONIC_DTYPE",
     "TONIC_INT64_DTYPE",
     "as_event_batch",
+    "convert_packed",
     "EventFileDataset",
     "EventFileMeta",
     "EventH5Reader",

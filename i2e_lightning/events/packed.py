@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -153,7 +153,7 @@ def pack_rows(events: Tensor) -> Tensor:
 class PackedEvents(NamedTuple):
     """A batch of events as packed rows: ``rows`` uint8 ``[B, nbytes]``, ``shape`` ``(T, C, H, W)`` per sample.
 
-    What the converter emits with :meth:`~i2e_lightning.converter.I2E.packed` (and the ONNX converter
+    What :func:`convert_packed` makes of a converter's events (and the ONNX converter
     with ``output_dtype="packed"``): 8x fewer bytes than bool to keep, transfer or store (the rows are
     the HDF5 file's). The models of :mod:`i2e_lightning.models` take it in place of a float batch and
     unpack it on their own device.
@@ -168,6 +168,23 @@ class PackedEvents(NamedTuple):
 
     def to(self, device: torch.device | str) -> PackedEvents:
         return PackedEvents(self.rows.to(device), tuple(self.shape))  # type: ignore[arg-type]
+
+
+def convert_packed(converter: Any, images: Tensor) -> PackedEvents:
+    """Events of an :class:`~i2e_lightning.converter.I2E` as packed rows: ``PackedEvents(rows [B, nbytes], (T, 2, H, W))``.
+
+    Each row is ``np.packbits`` of one sample's bool ``[T, 2, H, W]`` (C order, most significant bit first),
+    8x fewer bytes than bool. The converter writes straight into a sample-major bool buffer, which is then
+    packed on the input's device. One image ``[C, H, W]`` gives one row ``[nbytes]``.
+    """
+    single = isinstance(images, Tensor) and images.dim() == 3
+    x = images.unsqueeze(0) if single else images
+    b, _, h, w = x.shape if isinstance(x, Tensor) and x.dim() == 4 else (0, 0, 0, 0)
+    steps = int(converter.timesteps)
+    sample_major = torch.empty((b, steps, 2, h, w), dtype=torch.bool, device=getattr(x, "device", None))
+    converter(x, dtype=torch.bool, out=sample_major.transpose(0, 1))  # the converter checks the input first
+    rows = pack_rows(sample_major)
+    return PackedEvents(rows[0] if single else rows, (steps, 2, h, w))
 
 
 def as_event_batch(x: Tensor | PackedEvents, device: torch.device | str | None = None) -> Tensor:

@@ -229,7 +229,7 @@ class SpikingClassifier(L.LightningModule):
             labels = batch[1] if len(batch) > 1 else None
         else:
             events, labels = batch, None
-        if isinstance(events, PackedEvents):  # packed rows (an event file's, or I2E.packed): unpack here
+        if isinstance(events, PackedEvents):  # packed rows (an event file's, or events.convert_packed): unpack here
             events = events.unpack(self.device).float()
         if not isinstance(events, Tensor) or events.dim() != 5:
             shape = tuple(events.shape) if isinstance(events, Tensor) else type(events).__name__
