@@ -192,3 +192,14 @@ def test_crop_on_cuda_equals_cpu() -> None:
     cpu = random_resized_crop(images, 224, torch.Generator().manual_seed(1))
     cuda = random_resized_crop([im.cuda() for im in images], 224, torch.Generator().manual_seed(1))
     assert cuda.device.type == "cuda" and torch.equal(cuda.cpu(), cpu)
+
+
+def test_benchmark_runs_tiny(tmp_path: Path) -> None:
+    import json
+
+    from benchmarks import random_resized_crop as bench_rrc
+
+    out = tmp_path / "rrc.json"
+    assert bench_rrc.main(["--batch", "4", "--size", "16", "--repeats", "1", "--threads", "1", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["batch"] == 4 and data["median_whole_ms"] > 0 and data["whole_over_view"] > 0

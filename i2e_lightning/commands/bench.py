@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "training": "training-step speed vs SpikingJelly and the conversion share (runs the two scripts below)",
     "train_step": "training-step images/s vs the SpikingJelly-built networks",
     "conversion_share": "share of a training step spent converting",
+    "random_resized_crop": "ImageNet Baseline-II crop over the whole image vs inside a 256x256 view, per batch",
     "dataloader": "data-loader throughput: uint8 images + conversion vs pre-converted HDF5 events",
     "memory": "peak memory per batch size (converter, training step)",
     "onnx_speed": "ONNX Runtime converter vs PyTorch eager (bool and packed output)",
