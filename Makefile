@@ -38,6 +38,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet --no-deps "spikingjelly==0.0.0.0.14"
 	# Norse reads our NIR graphs in the tests (the second simulator); it lists torchvision only for its datasets
 	$(PIP) install --quiet --no-deps "norse==1.1.0"
+	# every subcommand's --help from the cache (commands/help_cache.py): even the first one then starts at once
+	$(PY) -m i2e_lightning --warm-help || true
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -5,6 +5,7 @@ The helpers themselves live in ``tests/helpers/``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,10 @@ import torch
 from tests.helpers.datasets import make_idx_dir, make_mnist_dir
 from tests.helpers.run_if import wants_gpu_mark
 from tests.helpers.trainer import fast_trainer as _fast_trainer
+
+# `<command> --help` is served from a cache in the user's home; tests see the live text and write nothing there
+# (tests/test_help_cache.py turns it on, in a temporary folder)
+os.environ.setdefault("I2E_HELP_CACHE", "0")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: `-m "not gpu"` then sees the mark

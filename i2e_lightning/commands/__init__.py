@@ -8,6 +8,9 @@ imported only when it runs.
 
 Errors the package raises on purpose (missing dataset, corrupt checkpoint, bad value) are
 printed as one message with exit code 2; set ``I2E_DEBUG=1`` for the full traceback.
+
+``<command> --help`` is served from a cache when nothing it depends on changed (:mod:`.help_cache`),
+so that it does not wait for torch and Lightning to import.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ EXTRA_COMMANDS: dict[str, tuple[str, str, str]] = {
     "configs": ("i2e_lightning.commands.configs", "main", "list the shipped configs (--config NAME takes any of them)"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+# commands whose `--help` builds a parser from library classes (seconds of imports): served from the help cache;
+# `bench` and `configs` print a fixed text at once, faster than computing the cache key
+CACHED_HELP = (*LIGHTNING_COMMANDS, *(c for c in EXTRA_COMMANDS if c not in ("bench", "configs")))
 # errors that carry a message written for the user: print it, no traceback
 _USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, NotADirectoryError, PermissionError, ValueError)
 
@@ -75,6 +81,35 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if args else 2
+    if args == ["--warm-help"]:  # hidden: fill the help cache for every command (make install runs it)
+        return _warm_help()
+    command = args[0]
+    if len(args) == 2 and args[1] in ("-h", "--help") and command in CACHED_HELP:
+        from . import help_cache  # `<command> --help` from the cache: no torch, no Lightning
+
+        return help_cache.print_help(command, lambda: _dispatch(args))
+    return _dispatch(args)
+
+
+def _warm_help() -> int:
+    from . import help_cache
+
+    failed = []
+    for command in CACHED_HELP:
+        code, text = help_cache.live_help(lambda command=command: _dispatch([command, "--help"]))
+        if code == 0 and text.strip():
+            help_cache.store_help(command, text)
+        else:
+            failed.append(command)
+    where = help_cache.cache_dir() if help_cache.enabled() else f"nowhere ({help_cache.ENV_SWITCH}=0)"
+    print(f"help texts of {len(CACHED_HELP) - len(failed)} commands cached in {where}")
+    if failed:
+        print(f"error: --help failed for {', '.join(failed)}: run `<command> --help` to see why", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _dispatch(args: list[str]) -> int:
     command = args[0]
     debug = os.environ.get("I2E_DEBUG", "") not in ("", "0")
     try:
