@@ -139,3 +139,11 @@ def test_the_network_exists_after_construction_with_the_data_facts() -> None:
     assert model(torch.zeros(2, 3, 2, 20, 12)).shape == (3, 7)
     resnet = SpikingClassifier("ms_resnet18", num_classes=5, in_channels=2, input_size=64)  # takes any size
     assert resnet.net is not None
+
+
+@pytest.mark.slow
+def test_fast_dev_run_writes_nothing(tmp_path: Path, toy_idx_dir: Path) -> None:
+    # a dry run: no checkpoint (Lightning's final save_last would write one), no run folder
+    proc = _fit(tmp_path, toy_idx_dir, "--trainer.fast_dev_run", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(tmp_path.iterdir()) == []

@@ -176,7 +176,12 @@ class I2ECLI(LightningCLI):
                     c.dirpath = str((self._runs_dir() / f"version_{version}" / "checkpoints").resolve())
         if not self._logging:
             callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]  # it needs a logger
-        if self.config.get("subcommand") == "fit" and cfg.get("enable_checkpointing", True) is not False:
+        dry_run = bool(cfg.get("fast_dev_run"))  # Lightning writes no checkpoint then
+        if (
+            self.config.get("subcommand") == "fit"
+            and cfg.get("enable_checkpointing", True) is not False
+            and not dry_run
+        ):
             for c in checkpoints:
                 # now, not after the first epoch (with a logger, the folder above the run's versions)
                 ensure_writable_dir(c.dirpath or self._runs_dir())

@@ -174,6 +174,11 @@ class LastCheckpoint(ModelCheckpoint):
         self._last_global_step_saved = -1
         super().on_validation_end(trainer, pl_module)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning's final save_last ignores fast_dev_run (it would write a last.ckpt a dry run should not)
+        if not trainer.fast_dev_run:
+            super().on_train_end(trainer, pl_module)
+
 
 #: the best checkpoint's settings (``--checkpoint.*`` defaults of the CLI; ``dirpath=None``: the run's folder)
 BEST_CHECKPOINT = {
