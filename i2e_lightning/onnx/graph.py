@@ -136,12 +136,42 @@ def _add_events(
     packed: bool = False,
 ) -> str:
     """Bool events in ``layout`` (or packed rows): the chunked ``Scan`` when there are images (a ``Scan``
-    of zero steps fails in ONNX Runtime), an empty tensor for an empty batch."""
+    of zero steps fails in ONNX Runtime), empty tensors for an empty batch.
+
+    The ``Scan`` yields one ``[B / c, c, ...]`` tensor per timestep (bool) or one of packed rows; the
+    last node, which writes the graph's output, is a ``Concat`` of the timesteps along the time axis
+    of the layout (a parallel copy; a ``Transpose`` or ``Reshape`` there would be a single-threaded
+    copy) or, for packed rows, a ``Reshape``.
+    """
     i64 = np.int64
     steps = len(directions)
     shape = g.op("Shape", [images], "images_shape")  # [B, C, H, W]
     batch = g.op("Slice", [shape, g.const("s0", np.array([0], i64)), g.const("e1", np.array([1], i64))], "batch")
     hw = g.op("Slice", [shape, g.const("s2", np.array([2], i64)), g.const("e4", np.array([4], i64))], "hw")
+    if packed:  # one output [B / c, c, bytes, 1]
+        dims, none_dims, out_type, count = ["chunks", "chunk", "bytes", 1], [0, 1, 0, 1], TensorProto.UINT8, 1
+    else:  # one output [B / c, c, 2, H, W] per timestep
+        dims, none_dims, out_type, count = ["chunks", "chunk", 2, "h", "w"], [0, 1, 2, 1, 1], TensorProto.BOOL, steps
+
+    full = _Graph(g.prefix + "full_", g.opset)
+    scanned = _add_chunked_scan(full, images, ratio, directions, input_dtype, batch, hw, packed)
+    empty = _Graph(g.prefix + "empty_", g.opset)
+    none_shape = empty.const("none_shape", np.array(none_dims, i64))
+    value = helper.make_tensor("f", out_type, [1], [0])
+    nones = [empty.op("ConstantOfShape", [none_shape], "none", value=value) for _ in range(count)]
+
+    def branch(sub: _Graph, results: list[str]) -> onnx.GraphProto:
+        infos = [helper.make_tensor_value_info(r, out_type, dims) for r in results]
+        return helper.make_graph(sub.nodes, sub.name("branch"), [], infos, initializer=sub.inits)
+
+    some = g.op("Greater", [g.op("Squeeze", [batch], "batch_s"), g.const("zero_s", np.array(0, i64))], "some")
+    chunks = [g.name(f"chunks{t}") for t in range(count)]
+    g.nodes.append(
+        helper.make_node(
+            "If", [some], chunks, name=g.name("If"), then_branch=branch(full, scanned), else_branch=branch(empty, nones)
+        )
+    )
+    # reshaped outside the If: here it is a view, as a branch's result it would be a copy
     if packed:  # [B, ceil(2T H W / 8)]
         bits = g.op(
             "Mul", [g.op("ReduceProd", [hw], "pixels_all", keepdims=1), g.const("2t", np.array([2 * steps], i64))]
@@ -150,34 +180,12 @@ def _add_events(
             "Div",
             [g.op("Add", [bits, g.const("seven", np.array([7], i64))], "bits7"), g.const("eight", np.array([8], i64))],
         )
-        events_shape = g.op("Concat", [batch, nbytes], "rows_shape", axis=0)
-        dims, none_dims = ["chunks", "chunk", "bytes", 1], [0, 1, 0, 1]
-        out_type = TensorProto.UINT8
-    else:
-        events_shape = g.op(
-            "Concat", [batch, g.const("steps_2", np.array([steps, 2], i64)), hw], "events_shape", axis=0
-        )
-        dims, none_dims = ["chunks", "chunk", 2 * steps, "h", "w"], [0, 1, 2 * steps, 1, 1]
-        out_type = TensorProto.BOOL
-
-    full = _Graph(g.prefix + "full_", g.opset)
-    scanned = _add_chunked_scan(full, images, ratio, directions, input_dtype, batch, hw, packed)
-    empty = _Graph(g.prefix + "empty_", g.opset)
-    none_shape = empty.const("none_shape", np.array(none_dims, i64))
-    none = empty.op("ConstantOfShape", [none_shape], "none", value=helper.make_tensor("f", out_type, [1], [0]))
-
-    def branch(sub: _Graph, result: str) -> onnx.GraphProto:
-        info = helper.make_tensor_value_info(result, out_type, dims)
-        return helper.make_graph(sub.nodes, sub.name("branch"), [], [info], initializer=sub.inits)
-
-    some = g.op("Greater", [g.op("Squeeze", [batch], "batch_s"), g.const("zero_s", np.array(0, i64))], "some")
-    chunks = g.op("If", [some], "chunks", then_branch=branch(full, scanned), else_branch=branch(empty, none))
-    # reshaped outside the If: here it is a view, as a branch's result it would be a copy
-    if layout == "BTCHW" or packed:
-        return g.op("Reshape", [chunks, events_shape], "events", out=out)
-    # one pass of bool bytes; the alternatives (Scan along axis 1, or T-major masks) cost more
-    events = g.op("Reshape", [chunks, events_shape], "events_btchw")
-    return g.op("Transpose", [events], "events", perm=[1, 0, 2, 3, 4], out=out)
+        rows_shape = g.op("Concat", [batch, nbytes], "rows_shape", axis=0)
+        return g.op("Reshape", [chunks[0], rows_shape], "events", out=out)
+    lead = [1, -1, 2] if layout == "TBCHW" else [-1, 1, 2]  # each timestep [1, B, 2, H, W] or [B, 1, 2, H, W]
+    step_shape = g.op("Concat", [g.const("lead", np.array(lead, i64)), hw], "step_shape", axis=0)
+    parts = [g.op("Reshape", [c, step_shape], f"events{t}") for t, c in enumerate(chunks)]
+    return g.op("Concat", parts, "events", out=out, axis=0 if layout == "TBCHW" else 1)
 
 
 def _chunk_size(g: _Graph, batch: str, hw: str) -> str:
@@ -259,8 +267,8 @@ def _add_chunked_scan(
     batch: str,
     hw: str,
     packed: bool = False,
-) -> str:
-    """Events ``[B / c, c, 2T, H, W]`` (per image: t0 ON, t0 OFF, t1 ON, ...), ``c`` images per ``Scan`` step.
+) -> list[str]:
+    """Events ``[B / c, c, 2, H, W]`` per timestep (or packed rows ``[B / c, c, bytes, 1]``), ``c`` images per step.
 
     ONNX Runtime runs one node over a whole tensor before the next, so over the full batch every
     intermediate (V, the padded map, each shifted window, difference and mask) would be a trip
@@ -295,43 +303,53 @@ def _add_chunked_scan(
         dv = body.op("Sub", [view(b), view(a)], f"dv{t}")
         # ON: dV >= th; OFF: -dV >= th, i.e. dV <= -th (negation is exact)
         masks += [body.op("GreaterOrEqual", [dv, b_th], f"on{t}"), body.op("LessOrEqual", [dv, b_neg], f"off{t}")]
+    in_info = helper.make_tensor_value_info(b_x, INPUT_DTYPES[input_dtype], ["c", "channels", "h", "w"])
+    if not packed:  # one [c, 2, H, W] output per timestep, ON then OFF
+        outs = [body.op("Concat", masks[2 * t : 2 * t + 2], f"events{t}", axis=1) for t in range(len(directions))]
+        body_graph = helper.make_graph(
+            body.nodes,
+            body.name("body"),
+            [in_info],
+            [helper.make_tensor_value_info(o, TensorProto.BOOL, ["c", 2, "h", "w"]) for o in outs],
+            initializer=body.inits,
+        )  # ranks given: before opset 16 ONNX Runtime needs them
+        scanned = [g.name(f"scanned{t}") for t in range(len(directions))]
+        g.nodes.append(
+            helper.make_node("Scan", [chunks], scanned, name=g.name("Scan"), body=body_graph, num_scan_inputs=1)
+        )
+        return scanned
     b_out = body.op("Concat", masks, "events", axis=1)
-    out_dims: list = ["c", 2 * len(directions), "h", "w"]
-    if packed:  # pack each image's bits while they are in cache: np.packbits order, zero bits pad the last byte
-        flat = body.op(
-            "Cast",
-            [body.op("Reshape", [b_out, body.const("rows", np.array([0, -1], i64))], "bits")],
-            "bits_u8",
-            to=TensorProto.UINT8,
-        )
-        nbits = body.op(
-            "Slice",
-            [body.op("Shape", [flat]), body.const("one", np.array([1], i64)), body.const("two", np.array([2], i64))],
-            "nbits",
-        )
-        eight = body.const("eight", np.array([8], i64))
-        fill = body.op("Mod", [body.op("Sub", [eight, body.op("Mod", [nbits, eight], "over")], "fill0"), eight], "fill")
-        padded = body.op(
-            "Pad",
-            [flat, body.op("Concat", [body.const("zeros3", np.zeros(3, i64)), fill], "bit_pads", axis=0)],
-            "bits_padded",
-        )
-        octets = body.op("Reshape", [padded, body.const("octets", np.array([0, -1, 8], i64))], "octets")
-        # bits x 2^(7 - i), summed: an integer matrix product (uint8 x uint8 -> int32), exact on every provider
-        weights = body.const("bit_weights", (2 ** np.arange(7, -1, -1)).astype(np.uint8).reshape(8, 1))
-        b_out = body.op(
-            "Cast", [body.op("MatMulInteger", [octets, weights], "byte_values")], "rows", to=TensorProto.UINT8
-        )
-        out_dims = ["c", "bytes", 1]  # the trailing 1 goes in the reshape outside the Scan (a view there)
-    in_type = INPUT_DTYPES[input_dtype]
+    # packed: each image's bits packed while they are in cache (np.packbits order, zero bits pad the last byte)
+    flat = body.op(
+        "Cast",
+        [body.op("Reshape", [b_out, body.const("rows", np.array([0, -1], i64))], "bits")],
+        "bits_u8",
+        to=TensorProto.UINT8,
+    )
+    nbits = body.op(
+        "Slice",
+        [body.op("Shape", [flat]), body.const("one", np.array([1], i64)), body.const("two", np.array([2], i64))],
+        "nbits",
+    )
+    eight = body.const("eight", np.array([8], i64))
+    fill = body.op("Mod", [body.op("Sub", [eight, body.op("Mod", [nbits, eight], "over")], "fill0"), eight], "fill")
+    padded = body.op(
+        "Pad",
+        [flat, body.op("Concat", [body.const("zeros3", np.zeros(3, i64)), fill], "bit_pads", axis=0)],
+        "bits_padded",
+    )
+    octets = body.op("Reshape", [padded, body.const("octets", np.array([0, -1, 8], i64))], "octets")
+    # bits x 2^(7 - i), summed: an integer matrix product (uint8 x uint8 -> int32), exact on every provider
+    weights = body.const("bit_weights", (2 ** np.arange(7, -1, -1)).astype(np.uint8).reshape(8, 1))
+    b_out = body.op("Cast", [body.op("MatMulInteger", [octets, weights], "byte_values")], "rows", to=TensorProto.UINT8)
     body_graph = helper.make_graph(
         body.nodes,
         body.name("body"),
-        [helper.make_tensor_value_info(b_x, in_type, ["c", "channels", "h", "w"])],
-        [helper.make_tensor_value_info(b_out, TensorProto.UINT8 if packed else TensorProto.BOOL, out_dims)],
+        [in_info],  # the trailing 1 of the rows goes in the reshape outside the Scan (a view there)
+        [helper.make_tensor_value_info(b_out, TensorProto.UINT8, ["c", "bytes", 1])],
         initializer=body.inits,
-    )  # ranks given: before opset 16 ONNX Runtime needs them
-    return g.op("Scan", [chunks], "scanned", body=body_graph, num_scan_inputs=1)
+    )
+    return [g.op("Scan", [chunks], "scanned", body=body_graph, num_scan_inputs=1)]
 
 
 def converter_metadata(
