@@ -43,7 +43,7 @@ def build_parser() -> CommandParser:
     p.add_argument("--ratio", type=float | None, default=None, help="threshold ratio (default 0.12; data: its own)")
     p.add_argument("--order", type=int | None, default=None, help="order preset 0-5 (default 4)")
     p.add_argument("--timesteps", type=int | None, default=None, help="timesteps 1-8 (default 8)")
-    add_resolution(p, "resize images to this size first (bicubic), e.g. 32 or [128,96]")
+    add_resolution(p, "resize images first (bicubic)")
     p.add_argument("--scale", type=int | None, default=None, help="pixel magnification (default: panels >= 128 px)")
     p.add_argument("--duration", type=int, default=250, help="GIF milliseconds per timestep")
     p.add_argument("--columns", type=int, default=1, help="samples side by side per row")
