@@ -75,6 +75,7 @@ class CommandParser(ArgumentParser):
 
     def __init__(self, command: str | None = None, description: str | None = None, **kwargs: Any) -> None:
         if command is None:  # jsonargparse builds nested parsers (a subclass's options) of the same class
+            kwargs.setdefault("prog", "python -m i2e_lightning")
             super().__init__(description=description, **kwargs)
             self.command = ""
             self.aliases: dict[str, Alias] = {}
