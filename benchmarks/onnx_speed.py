@@ -9,11 +9,18 @@ hits both alike; the medians and minima and the ratio of the medians are printed
 events are compared bit for bit first. The minimum is the figure least disturbed by other processes on a
 shared machine (PyTorch's OpenMP threads suffer more from a busy core than ONNX Runtime's pool).
 On CUDA both sides keep input and output on the GPU (ORT through I/O binding).
+
+ONNX Runtime runs with the options of ``I2ERuntime(threads=N)``: intra-op threads N, one inter-op
+thread, sequential execution, every graph optimization (ORT's default level), plus
+``session.intra_op.allow_spinning = 0`` unless ``--ort-spinning``: a spinning pool steals the core of
+the next timed call, and on a busy machine it slows ORT itself (its default is to spin). The load
+average before and after each measurement is printed: on a shared machine it decides the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -40,7 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("bool", "packed", "uint8", "float32"),
         nargs="+",
         default=["bool", "packed"],
-        help="event outputs to time (packed: HDF5-layout bit rows, I2E.packed on the torch side)",
+        help="event outputs to time (packed: HDF5-layout bit rows, events.convert_packed on the torch side)",
+    )
+    p.add_argument(
+        "--ort-spinning",
+        action="store_true",
+        help="leave ONNX Runtime's thread pool spinning between ops (its default; off here, see above)",
     )
     p.add_argument("--json", dest="json_path", default=None, help="write the measured figures to this JSON file")
     return p.parse_args(argv)
@@ -109,7 +121,9 @@ def measure(args: argparse.Namespace, ort, input_dtype: str, output_dtype: str) 
         so = ort.SessionOptions()
         so.intra_op_num_threads = args.threads
         so.inter_op_num_threads = 1
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # interleaved: no core stealing
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if args.ort_spinning else "0")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.device == "cuda" else None
         sess = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
     used = sess.get_providers()
@@ -153,6 +167,7 @@ def measure(args: argparse.Namespace, ort, input_dtype: str, output_dtype: str) 
     for _ in range(args.warmup):
         run_ort(), run_torch()
     t_ort, t_torch = [], []
+    load_before = os.getloadavg()[0]
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         run_ort()
@@ -161,10 +176,12 @@ def measure(args: argparse.Namespace, ort, input_dtype: str, output_dtype: str) 
         t2 = time.perf_counter()
         t_ort.append(t1 - t0)
         t_torch.append(t2 - t1)
+    load_after = os.getloadavg()[0]
     m_ort, m_torch = statistics.median(t_ort) * 1e3, statistics.median(t_torch) * 1e3
     print(
         f"device={args.device} providers={used} batch={args.batch} size={args.size}x{args.size} "
-        f"threads={args.threads} input={input_dtype} output={output_dtype} T={args.timesteps} "
+        f"threads={args.threads} ort_spinning={args.ort_spinning} load_average={load_before:.2f}->{load_after:.2f} "
+        f"input={input_dtype} output={output_dtype} T={args.timesteps} "
         f"repeats={args.repeats} torch={torch.__version__} onnxruntime={ort.__version__}"
     )
     print(f"events equal (ORT vs torch same device): {equal}; ORT vs torch CPU: {equal_cpu}")
@@ -180,6 +197,7 @@ def measure(args: argparse.Namespace, ort, input_dtype: str, output_dtype: str) 
     return (
         {
             "input_dtype": input_dtype,
+            "output_dtype": output_dtype,
             "providers": used,
             "events_equal_same_device": equal,
             "events_equal_cpu_reference": equal_cpu,
@@ -191,6 +209,8 @@ def measure(args: argparse.Namespace, ort, input_dtype: str, output_dtype: str) 
             "torch_min_ms_per_batch": min(t_torch) * 1e3,
             "speedup_ort_over_torch": m_torch / m_ort,
             "speedup_of_minima": min(t_torch) / min(t_ort),
+            "load_average_before": load_before,
+            "load_average_after": load_after,
         },
         equal,
     )

@@ -268,3 +268,14 @@ def test_packed_rows_output(timesteps, input_dtype):
         if shape[0]:
             bits = np.unpackbits(got, axis=1, count=timesteps * 2 * shape[2] * shape[3]).astype(bool)
             assert np.array_equal(bits.reshape(shape[0], timesteps, 2, *shape[2:]), conv(x).transpose(0, 1).numpy())
+
+
+@pytest.mark.parametrize("layout,axis", [("TBCHW", 0), ("BTCHW", 1)])
+def test_events_written_by_one_concat_over_time(layout, axis):
+    """The last node joins the per-timestep Scan outputs along the layout's time axis: no Transpose
+    and no Reshape of the output (each a single-threaded copy of every event byte in ONNX Runtime)."""
+    model = build_converter_model(0.12, 4, 8, layout=layout)
+    (last,) = [n for n in model.graph.node if "events" in n.output]
+    assert last.op_type == "Concat" and len(last.input) == 8
+    assert onnx.helper.get_attribute_value(last.attribute[0]) == axis
+    assert not [n for n in model.graph.node if n.op_type == "Transpose"]
