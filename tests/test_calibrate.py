@@ -162,3 +162,11 @@ def test_cli_curve_only_and_errors(fake_config, capsys):
     assert "no threshold ratio" in capsys.readouterr().err
     assert calibrate_main(["--config", "missing.yaml", "--target_rate", "0.05"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cli_unavailable_device_is_one_line(fake_config, capsys):
+    cfg = fake_config("FakeImages", num_workers=0)
+    assert calibrate_main(["--config", cfg, "--device", "cuda", "--samples", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available" in err and len(err.strip().splitlines()) == 1

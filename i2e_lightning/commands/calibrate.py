@@ -10,10 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
-
 from ..converter.calibrate import RATIO_LO, CalibrationResult, calibrate_ratio, default_ratios, rate_curve
 from ..data.calibrate import plot_curve, sample_images
+from ..events.convert import resolve_device
 from .arguments import CommandParser, add_data_section, fail, instantiate_data, parse, rename
 
 ALIASES = {"--target-rate": rename("--target_rate"), "--batch-size": rename("--batch_size")}
@@ -38,7 +37,7 @@ def build_parser() -> CommandParser:
     p.add_argument("--points", type=int, default=20, help="evenly spaced curve points")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample draw")
     p.add_argument("--batch_size", type=int, default=256, help="images converted at once")
-    p.add_argument("--device", type=str, default="cpu", help="device of the conversion (cpu, cuda)")
+    p.add_argument("--device", type=str, default="cpu", help="device of the conversion (cpu, cuda, cuda:N or auto)")
     p.aliases = ALIASES
     return p
 
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         order, timesteps, current = conv.order, conv.timesteps, float(conv.ratio)
         dataset = dm.split_dataset(args.split)
-        device = torch.device(args.device)
+        device = resolve_device(args.device)  # an unknown or absent device: one line, not a torch traceback
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as bar:
             k = min(args.samples, len(dataset))
