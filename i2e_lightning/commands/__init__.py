@@ -54,6 +54,12 @@ def _usage() -> str:
     lines += [f"  {c:<12} {what[c]}" for c in LIGHTNING_COMMANDS]
     lines += ["", "tools:"]
     lines += [f"  {name:<12} {desc}" for name, (_, _, desc) in EXTRA_COMMANDS.items()]
+    lines += [
+        "",
+        "Every command but bench and configs takes LightningCLI's options: --config FILE|NAME",
+        "(repeatable, merged in order), dotted overrides (--data.init_args.val_size 0),",
+        "--print_config; image sizes as --resolution N or [H,W].",
+    ]
     return "\n".join(lines)
 
 
