@@ -23,7 +23,7 @@ from i2e_lightning.data.transforms import pad_random_crop, random_hflip, random_
 from tests.helpers.datasets import make_mnist_dir
 from tests.helpers.official import to_dtype_scale, tv_resize_uint8
 from tests.helpers.run_if import FASHION_MNIST_DIR, RunIf
-from tests.helpers.trainer import fake_trainer
+from tests.helpers.trainer import fake_trainer, fast_trainer
 
 
 def spec_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -304,7 +304,7 @@ def test_constructor_errors() -> None:
         FashionMNISTDataModule(events_dtype="bool")
 
 
-def test_lightning_fit_sees_float_events(tiny_fmnist) -> None:
+def test_lightning_fit_sees_float_events(tiny_fmnist, tmp_path: Path) -> None:
     import lightning as L
 
     root, _ = tiny_fmnist
@@ -333,17 +333,7 @@ def test_lightning_fit_sees_float_events(tiny_fmnist) -> None:
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     dm = FashionMNISTDataModule(data_dir=str(root), val_size=10, batch_size=16, timesteps=4)
-    trainer = L.Trainer(
-        max_epochs=1,
-        limit_train_batches=2,
-        limit_val_batches=1,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
+    trainer = fast_trainer(tmp_path)
     trainer.fit(Probe(), datamodule=dm)
     assert ("train", (4, 16, 2, 32, 32), torch.float32, True) in seen
     assert ("val", (4, 10, 2, 32, 32), torch.float32, False) in seen

@@ -23,6 +23,14 @@ def rows_and_labels(n: int, seed: int = 0):
     return ev, np.packbits(ev.reshape(n, -1), axis=-1), np.arange(n, dtype=np.int64) % 4
 
 
+def write_complete(path, rows: np.ndarray, labels: np.ndarray, **meta_kw):
+    """A finished event file holding ``rows`` and ``labels`` (one append), at ``path``."""
+    with EventH5Writer(path, meta(num_samples=len(rows), **meta_kw)) as w:
+        w.append(rows, labels)
+        w.finish()
+    return path
+
+
 def test_layout_is_the_documented_one(tmp_path):
     ev, rows, labels = rows_and_labels(10)
     path = tmp_path / "e.h5"
@@ -99,10 +107,7 @@ def test_other_shape_is_refused(tmp_path):
 
 def test_complete_file_needs_overwrite(tmp_path):
     _, rows, labels = rows_and_labels(2)
-    path = tmp_path / "c.h5"
-    with EventH5Writer(path, meta(num_samples=2)) as w:
-        w.append(rows, labels)
-        w.finish()
+    path = write_complete(tmp_path / "c.h5", rows, labels)
     with pytest.raises(FileExistsError, match="already complete.*--overwrite"):
         EventH5Writer(path, meta(num_samples=2))
     with EventH5Writer(path, meta(num_samples=1), overwrite=True) as w:
@@ -137,10 +142,7 @@ def test_writer_rejects_bad_rows_and_paths(tmp_path):
 
 def test_dataset_reads_hdf5(tmp_path):
     ev, rows, labels = rows_and_labels(9, seed=5)
-    path = tmp_path / "d.h5"
-    with EventH5Writer(path, meta(num_samples=9, extra={"num_classes": 6})) as w:
-        w.append(rows, labels)
-        w.finish()
+    path = write_complete(tmp_path / "d.h5", rows, labels, extra={"num_classes": 6})
     for in_memory in (False, True):
         ds = EventFileDataset(path, in_memory=in_memory)
         assert ds.kind == "hdf5" and len(ds) == 9 and ds.shape == SHAPE and ds.num_classes == 6
@@ -182,10 +184,7 @@ def test_non_event_hdf5_is_named(tmp_path):
 @pytest.mark.parametrize("in_memory", [False, True])
 def test_batched_reads_match_single_reads(tmp_path, packed, in_memory):
     ev, rows, labels = rows_and_labels(40, seed=7)
-    path = tmp_path / "b.h5"
-    with EventH5Writer(path, meta(num_samples=40)) as w:
-        w.append(rows, labels)
-        w.finish()
+    path = write_complete(tmp_path / "b.h5", rows, labels)
     ds = EventFileDataset(path, packed=packed, in_memory=in_memory)
     idx = [31, 2, 2, -1, 0, 17]
     batch = ds.__getitems__(idx)
@@ -204,10 +203,7 @@ def test_batched_reads_match_single_reads(tmp_path, packed, in_memory):
 def test_transforms_apply_to_batched_hdf5_reads(tmp_path):
     # the DataLoader's batch fetch (__getitems__, one HDF5 read) applies them per sample, like __getitem__
     ev, rows, labels = rows_and_labels(6)
-    path = tmp_path / "t.h5"
-    with EventH5Writer(path, meta(num_samples=6)) as w:
-        w.append(rows, labels)
-        w.finish()
+    path = write_complete(tmp_path / "t.h5", rows, labels)
     ds = EventFileDataset(path, transform=lambda x: x[0], target_transform=lambda y: -y)
     batch = ds.__getitems__([4, 1])
     assert [tuple(b[0].shape) for b in batch] == [SHAPE[1:], SHAPE[1:]]

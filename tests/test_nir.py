@@ -136,13 +136,17 @@ def test_wrong_size_and_suffix(tmp_path):
         write_nir(export_nir(model), tmp_path / "m.h5")
 
 
-@pytest.mark.slow
-def test_ms_resnet18_round_trip_residual_edges(tmp_path):
-    model = randomized(create_model("ms_resnet18", num_classes=5))
-    # scale the block outputs up so that the deep neurons fire and the residual sums matter
+def amplified(model: torch.nn.Module) -> torch.nn.Module:
+    """BatchNorm scales x3, so that the deep neurons fire and the residual sums matter."""
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.weight.data.mul_(3.0)
+    return model
+
+
+@pytest.mark.slow
+def test_ms_resnet18_round_trip_residual_edges(tmp_path):
+    model = amplified(randomized(create_model("ms_resnet18", num_classes=5)))
     ev = events(2, 3, 32, 32, p=0.4)
     got, ref, _ = round_trip(model, (32, 32), ev, tmp_path)
     assert torch.allclose(got, ref, atol=1e-4), float((got - ref).abs().max())
@@ -208,10 +212,7 @@ def test_bottleneck_ms_resnet_round_trip(tmp_path):
     """MS-ResNet-50's bottleneck blocks (three LIF -> conv -> BN stages) on a one-block-per-stage net."""
     from i2e_lightning.models.ms_resnet import MSBottleneck, MSResNet
 
-    model = randomized(MSResNet((1, 1, 1, 1), num_classes=4, block=MSBottleneck))
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data.mul_(3.0)
+    model = amplified(randomized(MSResNet((1, 1, 1, 1), num_classes=4, block=MSBottleneck)))
     ev = events(2, 2, 16, 16, p=0.4)
     got, ref, _ = round_trip(model, (16, 16), ev, tmp_path)
     assert torch.allclose(got, ref, atol=1e-4), float((got - ref).abs().max())

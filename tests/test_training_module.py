@@ -15,6 +15,7 @@ from i2e_lightning.data import FashionMNISTDataModule
 from i2e_lightning.training import SpikingClassifier, load_classifier, load_init_weights, read_checkpoint
 from i2e_lightning.training.module import cosine_with_warmup
 from tests.helpers.datasets import make_idx_dir
+from tests.helpers.trainer import fast_trainer
 
 SMALL = {"channels": [4, 8]}
 
@@ -29,21 +30,9 @@ def idx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _trainer(tmp_path: Path, **kw) -> L.Trainer:
-    opts = dict(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        limit_train_batches=3,
-        limit_val_batches=2,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-        logger=False,
-    )
-    opts.update(kw)
-    return L.Trainer(**opts)
+    # the shared fast trainer, a batch longer, logging every step and with Lightning's checkpointing on
+    defaults = {"limit_train_batches": 3, "limit_val_batches": 2, "log_every_n_steps": 1, "enable_checkpointing": True}
+    return fast_trainer(tmp_path, **{**defaults, **kw})
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from i2e_lightning.data import FashionMNISTDataModule
 from i2e_lightning.training import SpikingClassifier
 from i2e_lightning.training.event_mix import cutmix, mixup, mixup_or_cutmix, random_temporal_deletion
 from tests.helpers.datasets import make_idx_dir
+from tests.helpers.trainer import fast_trainer
 
 SMALL = {"channels": [4, 8]}
 
@@ -82,22 +83,6 @@ def test_mixup_or_cutmix_uses_both() -> None:
     assert kinds == {"cutmix", "mixup"}
 
 
-def _trainer(tmp_path: Path, epochs: int) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=epochs,
-        limit_train_batches=2,
-        limit_val_batches=1,
-        num_sanity_val_steps=0,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        default_root_dir=str(tmp_path),
-        logger=False,
-    )
-
-
 def test_fit_with_mixup_temporal_deletion_and_step_lr(tmp_path: Path, idx_dir: Path) -> None:
     dm = FashionMNISTDataModule(data_dir=str(idx_dir), batch_size=8, val_size=16, timesteps=4, subset=48)
     module = SpikingClassifier(
@@ -117,7 +102,7 @@ def test_fit_with_mixup_temporal_deletion_and_step_lr(tmp_path: Path, idx_dir: P
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # noqa: ANN001
             lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
 
-    trainer = _trainer(tmp_path, epochs=5)
+    trainer = fast_trainer(tmp_path, max_epochs=5)
     trainer.callbacks.append(Spy())
     dm.setup("fit")
     trainer.fit(module, datamodule=dm)
