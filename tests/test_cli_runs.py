@@ -123,6 +123,9 @@ def test_best_is_the_recorded_best_not_the_newest_file(tmp_path: Path) -> None:
     _fake_ckpt(folder / "last.ckpt", 50, good, 0.9)
     assert find_run_checkpoint(runs, "best") == good
     assert find_run_checkpoint(runs, "last") == folder / "last.ckpt"
+    (folder / "last.ckpt").rename(tmp_path / "away.ckpt")
+    assert find_run_checkpoint(runs, "best") == good  # without last.ckpt: the newest checkpoint's record
+    (tmp_path / "away.ckpt").rename(folder / "last.ckpt")
     # a newer version without checkpoints (a run that died at once) is skipped; none at all: None
     (runs / "version_1" / "checkpoints").mkdir(parents=True)
     assert find_run_checkpoint(runs, "best") == good and next_version(runs) == 2

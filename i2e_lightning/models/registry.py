@@ -87,7 +87,7 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 
 def create_from_hparams(hparams: Mapping[str, Any]) -> nn.Module:
-    """The network a ``SpikingClassifier`` with these saved hyper-parameters builds (for exporters).
+    """The network a ``SpikingClassifier`` with these hyper-parameters builds (the module and the exporters).
 
     Reads ``arch``, ``num_classes``, ``in_channels`` (default 2), ``model_kwargs`` and, for networks that
     need it, ``input_size``.

@@ -195,7 +195,9 @@ def find_run_checkpoint(runs_dir: str | Path, which: str) -> Path | None:
 
 def _recorded_best(folder: Path) -> Path | None:
     newest: tuple[int, dict[str, Any]] | None = None
-    for path in folder.glob("*.ckpt"):
+    # last.ckpt is written after the best is decided (epoch ends, every N steps): one read when it exists
+    last = folder / "last.ckpt"
+    for path in [last] if last.is_file() else folder.glob("*.ckpt"):
         ckpt = read_checkpoint(path)
         step = int(ckpt.get("global_step") or 0)
         if newest is None or step > newest[0]:

@@ -133,15 +133,16 @@ class SpikingClassifier(L.LightningModule):
 
     def build_network(self, num_classes: int, in_channels: int, input_size: tuple[int, int] | None = None) -> None:
         """Build the network (done in ``setup`` from the datamodule when ``num_classes`` was left out)."""
-        kwargs = dict(self.hparams.model_kwargs or {})
-        kwargs.pop("in_channels", None)
-        if (
-            input_size is not None
-            and "input_size" not in kwargs
-            and _models.model_entry(self.hparams.arch).needs_input_size
-        ):
-            kwargs["input_size"] = [int(s) for s in input_size]  # a flattening head is sized for the events
-        net = _models.create_model(self.hparams.arch, num_classes=num_classes, in_channels=in_channels, **kwargs)
+        # the registry passes input_size only to networks sized by it (a flattening head)
+        net = _models.create_from_hparams(
+            {
+                "arch": self.hparams.arch,
+                "model_kwargs": self.hparams.model_kwargs,
+                "num_classes": num_classes,
+                "in_channels": in_channels,
+                "input_size": input_size,
+            }
+        )
         self.net = net
         # the resolved values go into the checkpoint, so load_from_checkpoint rebuilds the same net
         self.hparams.num_classes = num_classes
