@@ -10,7 +10,8 @@ command and date recorded there).
     python docs/generate.py --fast     # skip what runs the converter on the dataset (pictures, convert output)
 
 Sources: configs/fashion_mnist.yaml (the default), benchmarks/results/*.json (measured figures),
-i2e_lightning/onnx/runtime.py (copied to export/i2e_runtime.py).
+i2e_lightning/onnx/runtime.py (copied to export/i2e_runtime.py). It also renders every command's ``--help`` into
+i2e_lightning/commands/help_texts/ (``python -m i2e_lightning --warm-help --ship``; commands/help_cache.py).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ CONVERT_PUBLISHED = (
     "--data.init_args.timesteps 8 --split train --out fmnist_published.h5"
 )
 PUBLISHED_FASHION_MNIST_RATE = 10.76  # % (the official dataset catalogue)
+# the --help texts shipped in the package, rendered with this environment's libraries
+HELP_TEXTS = "python -m i2e_lightning --warm-help --ship"
 
 
 def default_config() -> dict:
@@ -219,6 +222,31 @@ def _run(cmd: str) -> str:
     return res.stdout
 
 
+def help_texts_stale() -> bool:
+    """The shipped ``--help`` texts were rendered from other sources (their help surface differs)."""
+    from i2e_lightning.commands import help_cache
+
+    key = help_cache.shipped_key()
+    return key is None or key.get("source") != help_cache.surface_hash(help_cache.package_sources())
+
+
+def ship_help_texts() -> None:
+    # a fixed environment: no user cache touched, no JSONARGPARSE_* setting (it would change the texts)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JSONARGPARSE_")}
+    res = subprocess.run(
+        [sys.executable, *HELP_TEXTS.split()[1:]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**env, "I2E_HELP_CACHE": "0"},
+    )
+    if res.returncode != 0:
+        raise SystemExit(f"`{HELP_TEXTS}` failed (exit {res.returncode}):\n{res.stderr[-2000:]}")
+    print(res.stdout.strip().splitlines()[-1])
+    if res.stderr.strip():
+        print(res.stderr.strip())
+
+
 def render_file(text: str, rendered: dict[str, str]) -> str:
     def sub(m: re.Match) -> str:
         name = m.group("name")
@@ -253,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.check:
         stale = stale_parts(fast=args.fast)
+        if help_texts_stale():
+            stale.append(f"i2e_lightning/commands/help_texts (`{HELP_TEXTS}`)")
         for s in stale:
             print(f"out of date: {s}")
         return 1 if stale else 0
@@ -267,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     if RUNTIME_COPY.read_bytes() != RUNTIME.read_bytes():
         shutil.copyfile(RUNTIME, RUNTIME_COPY)
         print(f"updated {RUNTIME_COPY.relative_to(REPO)}")
+    ship_help_texts()  # ~20 s: every command's parser at three widths, in one process
     if not args.fast:
         for cmd in (VISUALIZE_GIF, VISUALIZE_STRIP):
             _run(cmd)

@@ -87,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if args else 2
-    if args == ["--warm-help"]:  # hidden: fill the help cache for every command (make install runs it)
-        return _warm_help()
+    # hidden: fill the help cache for every command (make install runs it); --ship: also write the texts shipped
+    # in the package (make docs runs it)
+    if args in (["--warm-help"], ["--warm-help", "--ship"]):
+        return _warm_help(ship=args[-1] == "--ship")
     command = args[0]
     if len(args) == 2 and args[1] in ("-h", "--help") and command in CACHED_HELP:
         from . import help_cache  # `<command> --help` from the cache: no torch, no Lightning
@@ -97,18 +99,37 @@ def main(argv: list[str] | None = None) -> int:
     return _dispatch(args)
 
 
-def _warm_help() -> int:
+def _warm_help(ship: bool = False) -> int:
     from . import help_cache
 
+    # one process renders every command at every width: the imports cost seconds, a parser a fraction of one
+    texts: dict[str, dict[int, str]] = {}
     failed = []
     for command in CACHED_HELP:
-        code, text = help_cache.live_help(lambda command=command: _dispatch([command, "--help"]))
-        if code == 0 and text.strip():
-            help_cache.store_help(command, text)
-        else:
-            failed.append(command)
+        for width in help_cache.WIDTHS:
+            code, text = help_cache.live_help(lambda command=command: _dispatch([command, "--help"]), width)
+            if code != 0 or not text.strip():
+                failed.append(command)
+                break
+            texts.setdefault(command, {})[width] = text
+            help_cache.store_help(command, text, width)
+    texts = {c: t for c, t in texts.items() if c not in failed}
+    widths = ", ".join(map(str, help_cache.WIDTHS))
     where = help_cache.cache_dir() if help_cache.enabled() else f"nowhere ({help_cache.ENV_SWITCH}=0)"
-    print(f"help texts of {len(CACHED_HELP) - len(failed)} commands cached in {where}")
+    print(f"help texts of {len(texts)} commands at {widths} columns cached in {where}")
+    if ship and not failed:
+        key = help_cache.environment_key()
+        try:
+            left_out = help_cache.write_shipped(texts, key)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        libraries = ", ".join(f"{k} {v}" for k, v in key["dependencies"].items() if v)
+        print(
+            f"shipped in {help_cache.SHIPPED}: {len(texts) - len(left_out)} commands (Python {key['python']}, {libraries})"
+        )
+        if left_out:
+            print(f"not shipped (their help shows paths of this machine): {', '.join(left_out)}", file=sys.stderr)
     if failed:
         print(f"error: --help failed for {', '.join(failed)}: run `<command> --help` to see why", file=sys.stderr)
         return 2
