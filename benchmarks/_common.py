@@ -165,10 +165,3 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
-
-
-def add_common_args(parser: Any, repeats: int = 15) -> None:
-    """``--threads``, ``--repeats``, ``--json`` shared by every benchmark."""
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    parser.add_argument("--repeats", type=int, default=repeats, help="interleaved rounds; medians are reported")
-    parser.add_argument("--json", dest="json_path", default=None, help="write the measured figures to this JSON file")

@@ -58,7 +58,7 @@ def _find(directory: Path, stem: str) -> Path:
             return directory / name
     raise FileNotFoundError(
         f"{stem}(.gz) not found in {directory}: install the Debian package dataset-fashion-mnist "
-        "or pass --data-dir pointing at the idx files"
+        "or pass --data_dir pointing at the idx files"
     )
 
 
@@ -68,7 +68,7 @@ def fashion_mnist(split: str = "test", data_dir: str | Path = FASHION_MNIST_DIR)
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     d = Path(data_dir)
     if not d.is_dir():
-        raise FileNotFoundError(f"dataset folder {d} does not exist: install dataset-fashion-mnist or pass --data-dir")
+        raise FileNotFoundError(f"dataset folder {d} does not exist: install dataset-fashion-mnist or pass --data_dir")
     prefix = "train" if split == "train" else "t10k"
     images = read_idx(_find(d, f"{prefix}-images-idx3-ubyte"))
     labels = read_idx(_find(d, f"{prefix}-labels-idx1-ubyte")).astype(np.int64)

@@ -13,7 +13,6 @@ on the same batch size, and the report gives the median of ``conversion / model 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import time
@@ -28,9 +27,9 @@ from torch.utils.data import default_collate
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._args import BenchParser, parse_bench
 from benchmarks._common import (
     REPO_ROOT,
-    add_common_args,
     console,
     median,
     paired_ratio,
@@ -56,24 +55,30 @@ def _image_batch(dm: Any, batch: int, synthetic: bool) -> torch.Tensor | list[to
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default=str(REPO_ROOT / "configs" / "fashion_mnist.yaml"))
-    p.add_argument("--batch", type=int, default=None, help="batch size (default: the config's)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p = BenchParser("conversion_share", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--training_config",
+        type=str,
+        default=str(REPO_ROOT / "configs" / "fashion_mnist.yaml"),
+        help="the training config whose data and model are timed; a training config given to --config sets it",
+    )
+    p.training_config = "training_config"
+    p.add_argument("--batch", type=int | None, default=None, help="batch size (default: the config's)")
+    p.add_argument("--device", type=str, default="cpu", help="cpu or cuda")
     p.add_argument(
         "--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast for the model step (GPU recipes)"
     )
-    p.add_argument("--synthetic", action="store_true", help="random uint8 images instead of the dataset")
-    add_common_args(p, repeats=15)
-    args = p.parse_args(argv)
+    p.add_flag("--synthetic", False, "random uint8 images instead of the dataset")
+    p.add_common(repeats=15)
+    args = parse_bench(p, argv)
     setup_threads(args.threads)
     device = torch.device(args.device)
 
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg = yaml.safe_load(Path(args.training_config).read_text())
     overrides: dict[str, Any] = {"num_workers": 0}
     if args.batch:
         overrides["batch_size"] = args.batch
-    dm = datamodule_from_config(args.config, **overrides)
+    dm = datamodule_from_config(args.training_config, **overrides)
     batch = dm.batch_size
     images = _image_batch(dm, batch, args.synthetic)
     images = [im.to(device) for im in images] if isinstance(images, list) else images.to(device)
@@ -135,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu_share = paired_ratio(cpu["convert"], cpu["step"]) if device.type == "cpu" else float("nan")
     conv_ms, step_ms = 1e3 * median(times["convert"]), 1e3 * median(times["step"])
     print_table(
-        f"conversion share — {Path(args.config).name}, batch {batch}, {tuple(events.shape)} events, {device}",
+        f"conversion share — {Path(args.training_config).name}, batch {batch}, {tuple(events.shape)} events, {device}",
         ["part", "median wall ms", "per image ms", "median CPU ms"],
         [
             ("augment + I2E (on device)", conv_ms, conv_ms / batch, 1e3 * median(cpu["convert"])),
@@ -150,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         f"({'meets' if ok else 'misses'} the 5 % target)"
     )
     write_json(
-        args.json_path,
+        args.json,
         {
             "benchmark": "conversion_share",
-            "config": str(args.config),
+            "config": str(args.training_config),
             "device": str(device),
             "amp": args.amp,
             "batch": batch,

@@ -16,7 +16,7 @@ Candidates
                         converter above does; "prealloc" reuses one buffer. "copy_ same-size" is
                         ``out.copy_(src)`` of two output-sized tensors (reads the output size, not the input).
 
-Run ``python -m benchmarks.converter --env-compare`` to repeat the 224 px set under
+Run ``python -m benchmarks.converter --env_compare`` to repeat the 224 px set under
 ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` (glibc keeps freed big blocks, so a fresh
 output stops page-faulting) and ``THP_MEM_ALLOC_ENABLE=1`` (PyTorch's CPU allocator asks for
 transparent huge pages): every candidate of a run shares its environment.
@@ -24,7 +24,6 @@ transparent huge pages): every candidate of a run shares its environment.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -41,10 +40,11 @@ if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
+from jsonargparse import Namespace
 
+from benchmarks._args import BenchParser, parse_bench, rename, square, usage_error
 from benchmarks._common import (
     REPO_ROOT,
-    add_common_args,
     console,
     median,
     paired_ratio,
@@ -341,7 +341,7 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def env_compare(args: argparse.Namespace) -> dict[str, Any]:
+def env_compare(args: Namespace) -> dict[str, Any]:
     """Re-run this benchmark at one size under each allocator environment, in subprocesses."""
     runs = {}
     for name, extra in ENV_VARIANTS.items():
@@ -351,14 +351,14 @@ def env_compare(args: argparse.Namespace) -> dict[str, Any]:
                 sys.executable,
                 "-m",
                 "benchmarks.converter",
-                "--sizes",
-                str(args.env_size),
+                "--resolutions",
+                str(args.env_resolution),
                 "--repeats",
                 str(args.repeats),
                 "--threads",
                 str(args.threads),
-                "--no-compile",
-                "--no-onnx",
+                "--no_compile",
+                "--no_onnx",
                 "--json",
                 str(out),
             ]
@@ -386,7 +386,7 @@ def env_compare(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
     print_table(
-        f"Allocator environments, {args.env_size} px (ms per call; ratios per run)",
+        f"Allocator environments, {args.env_resolution} px (ms per call; ratios per run)",
         [
             "environment",
             "official f32",
@@ -404,33 +404,32 @@ def env_compare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    add_common_args(p, repeats=15)
-    p.add_argument("--sizes", type=int, nargs="+", default=[32, 128, 224], help="square resolutions in px")
-    p.add_argument("--batch", type=int, default=None, help=f"batch for every size (default {DEFAULT_BATCH})")
+    p = BenchParser("converter", description=__doc__.split("\n\n")[0])
+    p.add_common(repeats=15)
+    p.add_list("--resolutions", int, [32, 128, 224], "square resolutions in px")
+    p.add_argument("--batch", type=int | None, default=None, help=f"batch for every size (default {DEFAULT_BATCH})")
     p.add_argument("--timesteps", type=int, default=8)
-    p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    p.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (GPU targets are read at 224 px)")
-    p.add_argument("--env-compare", action="store_true", help="compare allocator environments (subprocesses)")
-    p.add_argument("--env-size", type=int, default=224, help="resolution for --env-compare")
-    args = p.parse_args(argv)
-    if any(s < 1 for s in args.sizes):
-        raise SystemExit(f"error: sizes must be >= 1 px, got {args.sizes}")
+    p.add_flag("--compile", True, "time torch.compile (--no_compile skips it)")
+    p.add_flag("--onnx", True, "time ONNX Runtime (--no_onnx skips it)")
+    p.add_argument("--device", type=str, default="cpu", help="cpu or cuda (GPU targets are read at 224 px)")
+    p.add_flag("--env_compare", False, "compare allocator environments (subprocesses)")
+    p.add_resolution(224, "resolution for --env_compare", name="--env_resolution")
+    args = parse_bench(p, argv, {"--sizes": rename("--resolutions"), "--env-size": rename("--env_resolution")})
+    if any(s < 1 for s in args.resolutions):
+        usage_error(f"--resolutions must be >= 1 px, got {args.resolutions}")
     if args.batch is not None and args.batch < 1:
-        raise SystemExit(f"error: --batch must be >= 1, got {args.batch}")
+        usage_error(f"--batch must be >= 1, got {args.batch}")
+    args.env_resolution = square(args.env_resolution, "--env_resolution")
     setup_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but torch sees no CUDA device")
+        usage_error("--device cuda but torch sees no CUDA device; run with --device cpu or on a machine with a GPU")
     if args.env_compare:
-        write_json(args.json_path, env_compare(args))
+        write_json(args.json, env_compare(args))
         return 0
     results = []
-    for size in args.sizes:
+    for size in args.resolutions:
         batch = args.batch or DEFAULT_BATCH.get(size, max(1, (32 * 224 * 224) // (size * size)))
-        res = run_size(
-            size, batch, args.repeats, args.threads, not args.no_compile, not args.no_onnx, args.timesteps, args.device
-        )
+        res = run_size(size, batch, args.repeats, args.threads, args.compile, args.onnx, args.timesteps, args.device)
         print_size(res)
         results.append(res)
     tg = targets(results)
@@ -439,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         ["target", "px", "value", "met"],
         [(t["target"], t["size"], t["value"], "yes" if t["met"] else "NO") for t in tg],
     )
-    write_json(args.json_path, {"benchmark": "converter", "results": results, "targets": tg})
+    write_json(args.json, {"benchmark": "converter", "results": results, "targets": tg})
     return 0
 
 

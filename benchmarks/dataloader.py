@@ -17,7 +17,6 @@ The HDF5 file is written once to a temporary folder with the events helper's ``E
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -31,7 +30,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from benchmarks._common import add_common_args, console, median, print_table, progress, setup_threads, write_json
+from benchmarks._args import BenchParser, parse_bench
+from benchmarks._common import console, median, print_table, progress, setup_threads, write_json
 from benchmarks._data import FASHION_MNIST_DIR, fashion_mnist, preprocess
 from i2e_lightning.converter import I2E
 
@@ -76,14 +76,14 @@ def write_h5(ds: Dataset, path: Path, ratio: float, batch: int = 500) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="uint8 images + on-device conversion vs pre-converted HDF5 events")
-    add_common_args(p, repeats=3)
-    p.add_argument("--data-dir", type=Path, default=FASHION_MNIST_DIR)
+    p = BenchParser("dataloader", description="uint8 images + on-device conversion vs pre-converted HDF5 events")
+    p.add_common(repeats=3)
+    p.add_argument("--data_dir", type=Path, default=FASHION_MNIST_DIR, help="Fashion-MNIST idx folder")
     p.add_argument("--samples", type=int, default=10000)
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--workers", type=int, nargs="+", default=[0, 1], help="num_workers settings to compare")
-    p.add_argument("--device", default="cpu")
-    args = p.parse_args(argv)
+    p.add_list("--workers", int, [0, 1], "num_workers settings to compare")
+    p.add_argument("--device", type=str, default="cpu")
+    args = parse_bench(p, argv)
     setup_threads(args.threads)
     try:
         from i2e_lightning.events import EventFileDataset, unpack_events
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         [(r["pipeline"], r["workers"], r["samples_per_s"], r["samples_per_s"] / base[r["workers"]]) for r in results],
         caption="every pipeline ends with float32 events [T, B, 2, H, W] on the device (except 'images only')",
     )
-    write_json(args.json_path, {"benchmark": "dataloader", "source": source, "results": results})
+    write_json(args.json, {"benchmark": "dataloader", "source": source, "results": results})
     return 0
 
 

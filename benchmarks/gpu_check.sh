@@ -111,28 +111,28 @@ step pytest_gpu 150 "$PY" -m pytest -m gpu tests -q -p no:cacheprovider --contin
     --junitxml="$PARTS/pytest_gpu.xml"
 
 # 2. converter on the device --------------------------------------------------------------------
-COMPILE_FLAG=--no-compile
+COMPILE_FLAG=--no_compile
 [[ -n "${DRY_COMPILE:-}" ]] && COMPILE_FLAG=
 if [[ "$DRY" == 1 ]]; then
-    step converter_224 120 "$PY" -m benchmarks.converter --device "$DEVICE" --sizes 24 --batch 4 --repeats 2 \
-        --no-onnx $COMPILE_FLAG --json "$PARTS/converter_224.json"
-    step converter_128 60 "$PY" -m benchmarks.converter --device "$DEVICE" --sizes 16 --batch 4 --repeats 2 \
-        --no-onnx --no-compile --json "$PARTS/converter_128.json"
+    step converter_224 120 "$PY" -m benchmarks.converter --device "$DEVICE" --resolutions 24 --batch 4 \
+        --repeats 2 --no_onnx $COMPILE_FLAG --json "$PARTS/converter_224.json"
+    step converter_128 60 "$PY" -m benchmarks.converter --device "$DEVICE" --resolutions 16 --batch 4 \
+        --repeats 2 --no_onnx --no_compile --json "$PARTS/converter_128.json"
 else
-    step converter_224 200 "$PY" -m benchmarks.converter --device "$DEVICE" --sizes 224 --batch 256 --repeats 30 \
-        --no-onnx --json "$PARTS/converter_224.json"
-    step converter_128 60 "$PY" -m benchmarks.converter --device "$DEVICE" --sizes 128 --batch 256 --repeats 30 \
-        --no-onnx --no-compile --json "$PARTS/converter_128.json"
+    step converter_224 200 "$PY" -m benchmarks.converter --device "$DEVICE" --resolutions 224 --batch 256 \
+        --repeats 30 --no_onnx --json "$PARTS/converter_224.json"
+    step converter_128 60 "$PY" -m benchmarks.converter --device "$DEVICE" --resolutions 128 --batch 256 \
+        --repeats 30 --no_onnx --no_compile --json "$PARTS/converter_128.json"
 fi
 
 # 3. bf16 training steps vs SpikingJelly ------------------------------------------------------------
 if [[ -f benchmarks/train_step.py ]]; then
     if [[ "$DRY" == 1 ]]; then
-        step train_step 240 "$PY" benchmarks/train_step.py --device "$DEVICE" --arch ms_resnet18 --size 16 \
-            --batch 2 --T 2 --warmup 1 --repeats 2 --json "$PARTS/train_step.json"
+        step train_step 240 "$PY" benchmarks/train_step.py --device "$DEVICE" --arch ms_resnet18 --resolution 16 \
+            --batch 2 --timesteps 2 --warmup 1 --repeats 2 --json "$PARTS/train_step.json"
     else
         step train_step 150 "$PY" benchmarks/train_step.py --device "$DEVICE" --amp bf16 --arch ms_resnet18 \
-            --size 128 --batch 64 --T 8 --warmup 3 --repeats 10 --json "$PARTS/train_step.json"
+            --resolution 128 --batch 64 --timesteps 8 --warmup 3 --repeats 10 --json "$PARTS/train_step.json"
     fi
 else
     echo "skip: benchmarks/train_step.py not present"
@@ -141,24 +141,24 @@ fi
 # 4. ONNX Runtime CUDA provider -------------------------------------------------------------------
 if "$PY" -c "import onnxruntime as o, sys; sys.exit(0 if 'CUDAExecutionProvider' in o.get_available_providers() else 1)" 2>/dev/null \
     && [[ "$DEVICE" == cuda* ]]; then
-    step onnx_cuda 150 "$PY" benchmarks/onnx_speed.py --device cuda --batch 256 --size 224 --repeats 20 \
+    step onnx_cuda 150 "$PY" benchmarks/onnx_speed.py --device cuda --batch 256 --resolution 224 --repeats 20 \
         --json "$PARTS/onnx_cuda.json"
 else
     echo "skip: ONNX Runtime CUDA provider not available (onnxruntime-gpu is not installed here); parity and speed not measured"
     printf 'onnx_cuda\tskipped\t0\n' >>"$PARTS/status.tsv"
     if [[ "$DRY" == 1 ]]; then # rehearse the same script on the CPU provider
-        step onnx_cpu_dry 120 "$PY" benchmarks/onnx_speed.py --device cpu --batch 2 --size 16 --repeats 2 \
+        step onnx_cpu_dry 120 "$PY" benchmarks/onnx_speed.py --device cpu --batch 2 --resolution 16 --repeats 2 \
             --json "$PARTS/onnx_cpu_dry.json"
     fi
 fi
 
 # 5. peak memory ---------------------------------------------------------------------------------
 if [[ "$DRY" == 1 ]]; then
-    step memory 240 "$PY" -m benchmarks.memory --device "$DEVICE" --size 16 --batches 2 --train-size 16 \
-        --train-batches 2 --timesteps 2 --json "$PARTS/memory.json"
+    step memory 240 "$PY" -m benchmarks.memory --device "$DEVICE" --resolution 16 --batches 2 \
+        --train_resolution 16 --train_batches 2 --timesteps 2 --json "$PARTS/memory.json"
 else
-    step memory 90 "$PY" -m benchmarks.memory --device "$DEVICE" --size 224 --batches 32 256 --train-size 128 \
-        --train-batches 32 64 --timesteps 8 --json "$PARTS/memory.json"
+    step memory 90 "$PY" -m benchmarks.memory --device "$DEVICE" --resolution 224 --batches '[32,256]' \
+        --train_resolution 128 --train_batches '[32,64]' --timesteps 8 --json "$PARTS/memory.json"
 fi
 
 # merge ----------------------------------------------------------------------------------------------

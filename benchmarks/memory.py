@@ -15,7 +15,6 @@ and the small CNN on T x B x 2 x H x W float32 events, after the model and data 
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import subprocess
@@ -28,7 +27,8 @@ if __package__ in (None, ""):
 
 import torch
 
-from benchmarks._common import REPO_ROOT, add_common_args, console, print_table, progress, setup_threads, write_json
+from benchmarks._args import BenchParser, parse_bench, rename, square, usage_error
+from benchmarks._common import REPO_ROOT, console, print_table, progress, setup_threads, write_json
 
 MB = 1024 * 1024
 
@@ -139,29 +139,31 @@ def run_child(spec: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Peak memory per batch size (converter, training step)")
-    add_common_args(p, repeats=1)
-    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--size", type=int, default=224, help="converter resolution")
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64], help="converter batch sizes")
-    p.add_argument("--train-size", type=int, default=32, help="training-step resolution")
-    p.add_argument("--train-batches", type=int, nargs="+", default=[8, 16, 32])
-    p.add_argument("--timesteps", type=int, default=8)
-    p.add_argument("--models", nargs="+", default=["ms_resnet18", "spiking_cnn"])
-    args = p.parse_args(argv)
-    if args.child:
-        print(json.dumps(child(json.loads(args.child))))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--child"] and len(argv) == 2:  # run_child's fresh process, not a user's command line
+        print(json.dumps(child(json.loads(argv[1]))))
         return 0
+    p = BenchParser("memory", description="Peak memory per batch size (converter, training step)")
+    p.add_common(repeats=1)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_resolution(224, "converter resolution")
+    p.add_list("--batches", int, [1, 8, 32, 64], "converter batch sizes")
+    p.add_resolution(32, "training-step resolution", name="--train_resolution")
+    p.add_list("--train_batches", int, [8, 16, 32], "training-step batch sizes")
+    p.add_argument("--timesteps", type=int, default=8)
+    p.add_list("--models", str, ["ms_resnet18", "spiking_cnn"], "networks of the training step")
+    args = parse_bench(p, argv, {"--size": rename("--resolution"), "--train-size": rename("--train_resolution")})
+    args.resolution = square(args.resolution)
+    args.train_resolution = square(args.train_resolution, "--train_resolution")
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but torch sees no CUDA device")
+        usage_error("--device cuda but torch sees no CUDA device; run with --device cpu or on a machine with a GPU")
     specs: list[dict[str, Any]] = []
     for b in args.batches:
         for dt in ("bool", "float32", "official"):
             specs.append(
                 {
                     "what": "converter",
-                    "size": args.size,
+                    "size": args.resolution,
                     "batch": b,
                     "dtype": dt,
                     "device": args.device,
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "what": "train_step",
                     "model": m,
-                    "size": args.train_size,
+                    "size": args.train_resolution,
                     "batch": b,
                     "timesteps": args.timesteps,
                     "device": args.device,
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         if "error" in r:
             console.print(f"[yellow]note:[/yellow] {r.get('model', r['what'])} batch {r['batch']}: {r['error']}")
-    write_json(args.json_path, {"benchmark": "memory", "device": args.device, "results": results})
+    write_json(args.json, {"benchmark": "memory", "device": args.device, "results": results})
     return 0
 
 

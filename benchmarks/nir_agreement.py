@@ -16,7 +16,6 @@ on the CPU, identical except for the pooling: ``pool="max"`` (the project defaul
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -28,23 +27,28 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from jsonargparse import Namespace  # noqa: E402
+
+from benchmarks._args import BenchParser, parse_bench  # noqa: E402
+
 FMNIST = "/usr/share/datasets/fashion-mnist"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default=FMNIST)
-    p.add_argument("--train-images", type=int, default=10000, help="training images per model (default %(default)s)")
-    p.add_argument("--test-images", type=int, default=10000)
+def parse_args(argv: list[str] | None) -> Namespace:
+    p = BenchParser("nir_agreement", description=__doc__)
+    p.add_argument("--data_dir", type=str, default=FMNIST, help="Fashion-MNIST idx folder")
+    p.add_argument("--train_images", type=int, default=10000, help="training images per model")
+    p.add_argument("--test_images", type=int, default=10000)
     p.add_argument("--timesteps", type=int, default=4)
     p.add_argument("--ratio", type=float, default=0.15)
-    p.add_argument("--channels", type=int, nargs=2, default=[8, 16])
+    p.add_argument("--channels", type=tuple[int, int], default=(8, 16), help="channels of the two conv layers")
+    p.list_options["--channels"] = False  # the earlier `--channels 8 16` still parses
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=4e-3)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_threads()
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", dest="json_path", default=None)
-    return p.parse_args(argv)
+    p.add_json()
+    return parse_bench(p, argv)
 
 
 def to_events(images: np.ndarray, ratio: float, timesteps: int) -> torch.Tensor:
@@ -55,7 +59,7 @@ def to_events(images: np.ndarray, ratio: float, timesteps: int) -> torch.Tensor:
     return torch.cat([conv(x[i : i + 2048]).clone() for i in range(0, len(x), 2048)], dim=1)  # bool [T, N, 2, H, W]
 
 
-def train(pool: str, events: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace) -> torch.nn.Module:
+def train(pool: str, events: torch.Tensor, labels: torch.Tensor, args: Namespace) -> torch.nn.Module:
     from i2e_lightning.models import create_model
 
     torch.manual_seed(args.seed)
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     test_ev = to_events(test_x, args.ratio, args.timesteps)
     print(f"events: train {tuple(train_ev.shape)}, test {tuple(test_ev.shape)} ({time.perf_counter() - t0:.1f} s)")
 
-    results: dict = {"settings": {k: v for k, v in vars(args).items() if k != "json_path"}}
+    results: dict = {"settings": {k: v for k, v in vars(args).items() if k not in ("json", "config")}}
     with tempfile.TemporaryDirectory() as tmp:
         for pool in ("max", "avg"):
             t1 = time.perf_counter()
@@ -144,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         f"accuracy cost of NIR pooling: {cost_swap * 100:+.2f} points swapping max->avg in the trained net, "
         f"{cost_retrain * 100:+.2f} points training with avg pooling instead (total {time.perf_counter() - t0:.0f} s)"
     )
-    if args.json_path:
+    if args.json:
         from benchmarks._common import write_json
 
-        write_json(args.json_path, {"benchmark": "nir_agreement", **results})
+        write_json(args.json, {"benchmark": "nir_agreement", **results})
     return 0 if min(results[p]["prediction_agreement"] for p in ("max", "avg")) >= 0.999 else 1
 
 

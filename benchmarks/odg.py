@@ -22,7 +22,6 @@ and the official formulation batched. The paper of I2E reports ODG at 29.47 ms p
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks._args import BenchParser, parse_bench, rename, square, usage_error
 from benchmarks._common import (
-    add_common_args,
     console,
     median,
     paired_ratio,
@@ -90,14 +89,15 @@ def load_images(n: int, size: int, data_dir: Path) -> tuple[torch.Tensor, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="ODG (ES-ImageNet) vs I2E on the same images")
-    add_common_args(p, repeats=5)
-    p.add_argument("--size", type=int, default=224)
+    p = BenchParser("odg", description="ODG (ES-ImageNet) vs I2E on the same images")
+    p.add_common(repeats=5)
+    p.add_resolution(224, "image size")
     p.add_argument("--images", type=int, default=32, help="images per round (the batch of the batched I2E)")
-    p.add_argument("--data-dir", type=Path, default=FASHION_MNIST_DIR)
-    args = p.parse_args(argv)
+    p.add_argument("--data_dir", type=Path, default=FASHION_MNIST_DIR, help="Fashion-MNIST idx folder")
+    args = parse_bench(p, argv, {"--size": rename("--resolution")})
+    args.size = square(args.resolution)
     if args.size < 2 or args.images < 1:
-        raise SystemExit("error: --size must be >= 2 and --images >= 1")
+        usage_error("--resolution must be >= 2 and --images >= 1")
     setup_threads(args.threads)
     u8, source = load_images(args.images, args.size, args.data_dir)
     x = u8.float().div_(255)
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "event_rate": {"odg": odg_rate, "i2e": i2e_rate},
         "paper": {"odg_ms_per_image": 29.47, "claim": "I2E >300x faster than ODG (GPU)"},
     }
-    write_json(args.json_path, payload)
+    write_json(args.json, payload)
     return 0
 
 

@@ -23,15 +23,19 @@ Usage (the published I2E-FashionMNIST: train split, ratio 0.15, T=8, 32x32, bicu
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from benchmarks._args import BenchParser, parse_bench
 
 # the official selectable_directions' first (eval) pair of each direction, as (from cell, to cell)
 OFFICIAL_EVAL_PAIRS = [(5, 6), (5, 2), (5, 3), (5, 1), (9, 4), (4, 3), (3, 8), (8, 1)]
@@ -114,15 +118,15 @@ def run(split: str, ratio: float, timesteps: int, interpolation: str, limit: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = BenchParser("official_parity", description=__doc__.split("\n")[0])
     p.add_argument("--split", choices=["train", "test"], default="train")
     p.add_argument("--ratio", type=float, default=0.15, help="I2E-FashionMNIST's published ratio (default 0.15)")
     p.add_argument("--timesteps", type=int, default=8)
     p.add_argument("--interpolation", choices=["bicubic", "bilinear"], default="bicubic")
-    p.add_argument("--limit", type=int, default=None, help="first N samples only")
+    p.add_argument("--limit", type=int | None, default=None, help="first N samples only")
     p.add_argument("--batch", type=int, default=1000)
-    p.add_argument("--json", type=Path, default=None, help="also write the result here")
-    args = p.parse_args(argv)
+    p.add_argument("--json", type=Path | None, default=None, help="also write the result here")
+    args = parse_bench(p, argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     result = run(args.split, args.ratio, args.timesteps, args.interpolation, args.limit, args.batch)
     print(json.dumps(result, indent=2))

@@ -9,22 +9,27 @@ compared first (largest difference, same argmax).
 
 from __future__ import annotations
 
-import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 import torch
 
+from benchmarks._args import BenchParser, parse_bench
+
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = BenchParser("onnx_classifier_speed", description=__doc__)
     p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=7)
-    args = p.parse_args(argv)
+    p.add_threads(help="CPU threads of both")
+    p.add_repeats(7)
+    args = parse_bench(p, argv)
 
     from i2e_lightning.converter import I2E
     from i2e_lightning.models import create_model

@@ -12,52 +12,59 @@ On CUDA both sides keep input and output on the GPU (ORT through I/O binding).
 
 ONNX Runtime runs with the options of ``I2ERuntime(threads=N)``: intra-op threads N, one inter-op
 thread, sequential execution, every graph optimization (ORT's default level), plus
-``session.intra_op.allow_spinning = 0`` unless ``--ort-spinning``: a spinning pool steals the core of
+``session.intra_op.allow_spinning = 0`` unless ``--ort_spinning``: a spinning pool steals the core of
 the next timed call, and on a busy machine it slows ORT itself (its default is to spin). The load
 average before and after each measurement is printed: on a shared machine it decides the figures.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
+
+if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
+from jsonargparse import Namespace
+
+from benchmarks._args import BenchParser, parse_bench, rename, square
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None) -> Namespace:
+    p = BenchParser("onnx_speed", description=__doc__)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--threads", type=int, default=2, help="CPU threads of both (default %(default)s)")
-    p.add_argument("--repeats", type=int, default=15)
+    p.add_resolution(224, "image size")
+    p.add_threads(help="CPU threads of both")
+    p.add_repeats(15, help="timed rounds; medians are reported")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--ratio", type=float, default=0.12)
     p.add_argument("--timesteps", type=int, default=8)
-    p.add_argument("--input-dtype", choices=("float32", "uint8"), nargs="+", default=["float32", "uint8"])
-    p.add_argument(
-        "--output-dtype",
-        choices=("bool", "packed", "uint8", "float32"),
-        nargs="+",
-        default=["bool", "packed"],
-        help="event outputs to time (packed: HDF5-layout bit rows, events.convert_packed on the torch side)",
+    p.add_list("--input_dtype", Literal["float32", "uint8"], ["float32", "uint8"], "image dtypes to time")
+    p.add_list(
+        "--output_dtype",
+        Literal["bool", "packed", "uint8", "float32"],
+        ["bool", "packed"],
+        "event outputs to time (packed: HDF5-layout bit rows, events.convert_packed on the torch side)",
     )
-    p.add_argument(
-        "--ort-spinning",
-        action="store_true",
-        help="leave ONNX Runtime's thread pool spinning between ops (its default; off here, see above). "
+    p.add_flag(
+        "--ort_spinning",
+        False,
+        "leave ONNX Runtime's thread pool spinning between ops (its default; off here, see above). "
         "The ratio is then NOT a fair figure: the spinning threads slow the eager call timed next (quiet machine, "
         "2026-12-02: ORT 27 ms either way, eager 14 -> 39 ms)",
     )
-    p.add_argument("--json", dest="json_path", default=None, help="write the measured figures to this JSON file")
-    return p.parse_args(argv)
+    p.add_json()
+    args = parse_bench(p, argv, {"--size": rename("--resolution")})
+    args.resolution = square(args.resolution)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,11 +73,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.device == "cuda":
         if not torch.cuda.is_available():
-            print("--device cuda: torch sees no CUDA device", file=sys.stderr)
+            print("error: --device cuda: torch sees no CUDA device; run with --device cpu", file=sys.stderr)
             return 2
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             print(
-                f"--device cuda: onnxruntime has no CUDAExecutionProvider ({ort.get_available_providers()}): "
+                f"error: --device cuda: onnxruntime has no CUDAExecutionProvider ({ort.get_available_providers()}): "
                 "install onnxruntime-gpu",
                 file=sys.stderr,
             )
@@ -82,26 +89,25 @@ def main(argv: list[str] | None = None) -> int:
             result, equal = measure(args, ort, input_dtype, output_dtype)
             results.append(result)
             all_equal &= equal
-    if args.json_path:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    if args.json:
         from benchmarks._common import write_json
 
-        settings = {k: v for k, v in vars(args).items() if k != "json_path"}
+        settings = {k: v for k, v in vars(args).items() if k not in ("json", "config")}
         write_json(
-            args.json_path,
+            args.json,
             {"benchmark": "onnx_speed", "settings": settings, "onnxruntime": ort.__version__, "results": results},
         )
     return 0 if all_equal else 1
 
 
-def measure(args: argparse.Namespace, ort, input_dtype: str, output_dtype: str) -> tuple[dict, bool]:
+def measure(args: Namespace, ort, input_dtype: str, output_dtype: str) -> tuple[dict, bool]:
     """Time ORT and torch eager on one input / output dtype; returns the figures and whether the events agree."""
     from i2e_lightning.converter import I2E
     from i2e_lightning.events import convert_packed
     from i2e_lightning.onnx import export_converter
 
     g = torch.Generator().manual_seed(0)
-    shape = (args.batch, 3, args.size, args.size)
+    shape = (args.batch, 3, args.resolution, args.resolution)
     x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
     if input_dtype == "float32":
         x = x.float() / 255
@@ -130,7 +136,7 @@ def measure(args: argparse.Namespace, ort, input_dtype: str, output_dtype: str) 
         sess = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
     used = sess.get_providers()
     if args.device == "cuda" and used[0] != "CUDAExecutionProvider":
-        print(f"the CUDA provider could not start (session uses {used})", file=sys.stderr)
+        print(f"error: the CUDA provider could not start (session uses {used})", file=sys.stderr)
         raise SystemExit(2)
 
     xn = x.numpy()
@@ -181,7 +187,7 @@ def measure(args: argparse.Namespace, ort, input_dtype: str, output_dtype: str) 
     load_after = os.getloadavg()[0]
     m_ort, m_torch = statistics.median(t_ort) * 1e3, statistics.median(t_torch) * 1e3
     print(
-        f"device={args.device} providers={used} batch={args.batch} size={args.size}x{args.size} "
+        f"device={args.device} providers={used} batch={args.batch} size={args.resolution}x{args.resolution} "
         f"threads={args.threads} ort_spinning={args.ort_spinning} load_average={load_before:.2f}->{load_after:.2f} "
         f"input={input_dtype} output={output_dtype} T={args.timesteps} "
         f"repeats={args.repeats} torch={torch.__version__} onnxruntime={ort.__version__}"

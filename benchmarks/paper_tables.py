@@ -19,13 +19,12 @@ official code); testing uses the canonical pairs. Plots go to ``docs/img/bench_*
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,6 +32,7 @@ if __package__ in (None, ""):
 import torch
 import torch.nn.functional as F
 
+from benchmarks._args import BenchParser, parse_bench, usage_error
 from benchmarks._common import REPO_ROOT, console, print_table, progress, setup_threads, write_json
 from benchmarks._data import FASHION_MNIST_DIR, fashion_mnist, preprocess
 from i2e_lightning.converter import I2E, ORDER_PRESETS
@@ -209,27 +209,29 @@ def _save(fig, path: Path, plt) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Table 6 / Table 5 / Figure 5 of the paper at small scale (Fashion-MNIST)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", dest="json_path", default=None)
-    p.add_argument("--data-dir", type=Path, default=FASHION_MNIST_DIR)
+    p = BenchParser(
+        "paper_tables", description="Table 6 / Table 5 / Figure 5 of the paper at small scale (Fashion-MNIST)"
+    )
+    p.add_threads()
+    p.add_json()
+    p.add_argument("--data_dir", type=Path, default=FASHION_MNIST_DIR, help="Fashion-MNIST idx folder")
     p.add_argument("--train", type=int, default=10000, help="training images (first N of the train split)")
     p.add_argument("--test", type=int, default=2000, help="test images (first N of the test split)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--ratio", type=float, default=0.15)
-    p.add_argument("--table-t", type=int, default=4, help="T of Table 6 and Table 5")
-    p.add_argument("--max-t", type=int, default=8, help="Figure 5 runs T = 1..max-t")
-    p.add_argument("--tables", nargs="+", default=["6", "5", "fig5"], choices=["6", "5", "fig5"])
+    p.add_argument("--table_t", type=int, default=4, help="T of Table 6 and Table 5")
+    p.add_argument("--max_t", type=int, default=8, help="Figure 5 runs T = 1..max_t")
+    p.add_list("--tables", Literal["6", "5", "fig5"], ["6", "5", "fig5"], "which tables / figures to run")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plots", nargs="?", const=str(IMG_DIR), default=None, help="write PNGs (default docs/img)")
-    p.add_argument("--plot-prefix", default="bench_")
-    args = p.parse_args(argv)
+    p.add_optional_value("--plots", str(IMG_DIR), "write PNGs into this folder")
+    p.add_argument("--plot_prefix", type=str, default="bench_", help="file-name prefix of the PNGs")
+    args = parse_bench(p, argv)
     if not 1 <= args.table_t <= 8 or not 1 <= args.max_t <= 8:
-        raise SystemExit("error: --table-t and --max-t must be in 1..8")
+        usage_error("--table_t and --max_t must be in 1..8")
     if args.train < 1 or args.test < 1 or args.epochs < 1 or args.batch < 1:
-        raise SystemExit("error: --train, --test, --epochs and --batch must be >= 1")
+        usage_error("--train, --test, --epochs and --batch must be >= 1")
     setup_threads(args.threads)
     tr_x, tr_y = fashion_mnist("train", args.data_dir)
     te_x, te_y = fashion_mnist("test", args.data_dir)
@@ -300,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.plots:
         report["plots"] = _plots(report, Path(args.plots), args.plot_prefix)
-    write_json(args.json_path, report)
+    write_json(args.json, report)
     return 0
 
 

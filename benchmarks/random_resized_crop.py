@@ -12,7 +12,6 @@ antialias resize on the CPU, serially). This times that on a list of ImageNet-si
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,8 +20,8 @@ if __package__ in (None, ""):
 
 import torch
 
+from benchmarks._args import BenchParser, parse_bench, rename, square
 from benchmarks._common import (
-    add_common_args,
     median,
     paired_ratio,
     print_table,
@@ -36,11 +35,12 @@ IMAGENET_SHAPES = [(375, 500), (500, 375), (333, 500), (500, 500)]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=128, help="images per batch (default 128, the official batch)")
-    p.add_argument("--size", type=int, default=224, help="output side (default 224)")
-    add_common_args(p, repeats=7)
-    args = p.parse_args(argv)
+    p = BenchParser("random_resized_crop", description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=128, help="images per batch (128: the official batch)")
+    p.add_resolution(224, "output size")
+    p.add_common(repeats=7)
+    args = parse_bench(p, argv, {"--size": rename("--resolution")})
+    args.size = square(args.resolution)
     threads = setup_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     shapes = [IMAGENET_SHAPES[i % len(IMAGENET_SHAPES)] for i in range(args.batch)]
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         caption=f"whole image / 256x256 view = {ratio:.2f}x (paired, same rounds)",
     )
     write_json(
-        args.json_path,
+        args.json,
         {
             "benchmark": "random_resized_crop",
             "batch": args.batch,

@@ -14,19 +14,23 @@ A subcommand's help is measured twice, because it is served from a cache (``comm
 Targets (issue 11 point 7): the command list under 0.5 s without importing torch, each subcommand's
 help under 3 s; the targets are checked on the warm figures and the cold ones are reported beside them.
 
-    python -m benchmarks.startup --rounds 5 --cold-rounds 1
+    python -m benchmarks.startup --rounds 5 --cold_rounds 1
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
+if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._args import BenchParser, parse_bench
 from i2e_lightning.commands import EXTRA_COMMANDS, LIGHTNING_COMMANDS
 
 TARGETS = {"--help": 0.5}
@@ -54,10 +58,10 @@ def heavy_imports(args: list[str], env: dict[str, str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = BenchParser("startup", description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=3, help="interleaved warm rounds (median reported)")
-    p.add_argument("--cold-rounds", type=int, default=1, help="rounds with the cache off (0: skip them)")
-    args = p.parse_args(argv)
+    p.add_argument("--cold_rounds", type=int, default=1, help="rounds with the cache off (0: skip them)")
+    args = parse_bench(p, argv)
     cases = [["--help"]] + [[c, "--help"] for c in (*LIGHTNING_COMMANDS, *EXTRA_COMMANDS)]
     with tempfile.TemporaryDirectory() as cache:
         # a fixed width: the cache key includes it, and every process here must agree

@@ -6,14 +6,13 @@ alike; the report gives median ms/step, images/s and the ratio (SpikingJelly tim
 
     python benchmarks/train_step.py                       # ms_resnet18 and the small CNN, T=8, batch 16, 32x32, CPU
     python benchmarks/train_step.py --arch ms_resnet18 --repeats 15 --json out.json
-    python benchmarks/train_step.py --device cuda --amp bf16 --batch 64 --size 128
+    python benchmarks/train_step.py --device cuda --amp bf16 --batch 64 --resolution 128
 
 Needs ``pip install --no-deps spikingjelly==0.0.0.0.14``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -21,17 +20,24 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
 
 # Idle OpenMP threads sleep instead of spinning: on a shared, oversubscribed CPU spinning threads
 # steal the cores the other thread needs, and a 2-thread step can get 5x slower (for both networks).
 # Must be set before torch loads OpenMP; an explicit OMP_WAIT_POLICY in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import torch  # noqa: E402
+from jsonargparse import Namespace  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from benchmarks._args import BenchParser, parse_bench, rename, square, usage_error  # noqa: E402
 from i2e_lightning.models import create_model  # noqa: E402
 
 ARCHS = ("ms_resnet18", "ms_resnet34", "spiking_cnn")
@@ -80,7 +86,7 @@ def make_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, amp: str
     return step
 
 
-def bench_arch(args: argparse.Namespace, arch: str, progress: Progress) -> dict:
+def bench_arch(args: Namespace, arch: str, progress: Progress) -> dict:
     device = torch.device(args.device)
     ours, ref = build_pair(arch, args.num_classes, args.size, channels_last=not args.nchw)
     ours, ref = ours.to(device).train(), ref.to(device).train()
@@ -116,24 +122,26 @@ def bench_arch(args: argparse.Namespace, arch: str, progress: Progress) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = BenchParser("train_step", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", choices=(*ARCHS, "all"), default="all", help="'all': ms_resnet18 and spiking_cnn")
-    p.add_argument("--T", type=int, default=8)
+    p.add_argument("--timesteps", type=int, default=8, help="T, the timesteps of the events")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_resolution(32, "event frame size")
+    p.add_argument("--num_classes", type=int, default=10)
     p.add_argument("--density", type=float, default=0.1, help="fraction of events that are 1")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads on CPU")
-    p.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="autocast both networks")
-    p.add_argument("--compile", action="store_true", help="torch.compile our model (SpikingJelly stays eager)")
-    p.add_argument("--nchw", action="store_true", help="our model in NCHW instead of its default channels_last")
+    p.add_argument("--device", type=str, default="cpu")
+    p.add_threads(help="torch.set_num_threads on CPU")
+    p.add_argument("--amp", type=Literal["bf16", "fp16"] | None, default=None, help="autocast both networks")
+    p.add_flag("--compile", False, "torch.compile our model (SpikingJelly stays eager)")
+    p.add_flag("--nchw", False, "our model in NCHW instead of its default channels_last")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--json", default=None, help="write the results to this file")
-    args = p.parse_args(argv)
+    p.add_repeats(10)
+    p.add_json(help="write the results to this file")
+    args = parse_bench(p, argv, {"--T": rename("--timesteps"), "--size": rename("--resolution")})
+    # the measuring code below reads the names it always had
+    args.T, args.size = args.timesteps, square(args.resolution)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("--device cuda given but CUDA is not available")
+        usage_error("--device cuda but torch sees no CUDA device; run with --device cpu or on a machine with a GPU")
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
     archs = ["ms_resnet18", "spiking_cnn"] if args.arch == "all" else [args.arch]
@@ -160,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     if args.json:
         payload = {
-            "args": vars(args),
+            "args": {k: v for k, v in vars(args).items() if k != "config"},
             "torch": torch.__version__,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "results": results,

@@ -11,17 +11,17 @@ Extra arguments after ``--`` go to both scripts (e.g. ``-- --device cuda``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._args import BenchParser, parse_bench
 from benchmarks._common import REPO_ROOT, console, write_json
 
 SCRIPTS = {"train_step": "benchmarks/train_step.py", "conversion_share": "benchmarks/conversion_share.py"}
@@ -53,18 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1 :]
-    p = argparse.ArgumentParser(description="training-step speed and conversion share (helpers' scripts)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", dest="json_path", default=None)
-    p.add_argument("--only", choices=sorted(SCRIPTS), nargs="+", default=sorted(SCRIPTS))
+    p = BenchParser(
+        "training",
+        description="training-step speed and conversion share (helpers' scripts); arguments after -- go to both",
+    )
+    p.add_threads()
+    p.add_json()
+    p.add_list("--only", Literal[tuple(sorted(SCRIPTS))], sorted(SCRIPTS), "which of the scripts to run")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per script")
-    args = p.parse_args(argv)
+    args = parse_bench(p, argv)
     report: dict[str, Any] = {"benchmark": "training"}
     for name in args.only:
         report[name] = run_script(name, extra, args.threads, args.timeout)
         if "skipped" in report[name]:
             console.print(f"[yellow]note:[/yellow] {name}: {report[name]['skipped']}")
-    write_json(args.json_path, report)
+    write_json(args.json, report)
     return 0 if all("skipped" not in report[n] for n in args.only) else 1
 
 

@@ -145,14 +145,14 @@ def test_converter_main_json(tmp_path: Path) -> None:
     assert (
         converter.main(
             [
-                "--sizes",
-                "6",
+                "--resolutions",
+                "[6]",
                 "--batch",
                 "2",
                 "--repeats",
                 "1",
-                "--no-compile",
-                "--no-onnx",
+                "--no_compile",
+                "--no_onnx",
                 "--threads",
                 "1",
                 "--json",

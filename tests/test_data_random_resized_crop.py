@@ -200,6 +200,9 @@ def test_benchmark_runs_tiny(tmp_path: Path) -> None:
     from benchmarks import random_resized_crop as bench_rrc
 
     out = tmp_path / "rrc.json"
-    assert bench_rrc.main(["--batch", "4", "--size", "16", "--repeats", "1", "--threads", "1", "--json", str(out)]) == 0
+    assert (
+        bench_rrc.main(["--batch", "4", "--resolution", "16", "--repeats", "1", "--threads", "1", "--json", str(out)])
+        == 0
+    )
     data = json.loads(out.read_text())
     assert data["batch"] == 4 and data["median_whole_ms"] > 0 and data["whole_over_view"] > 0

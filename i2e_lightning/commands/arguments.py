@@ -274,6 +274,9 @@ def _expected(report: str) -> str:
         types = [n for n in names if n != "NoneType"]
     else:
         types = [t for t in dict.fromkeys(re.findall(r"Expected a <class '([\w.]+)'>", report)) if t != "NoneType"]
+        choices = re.search(r"Expected a typing\.Literal\[(.*?)\]\.", report)
+        if choices and not types:  # a Literal (or a list of them): name the accepted values
+            types = [f"one of {choices.group(1).replace(chr(39), '')}"]
     given = re.search(r"Given value: (.*)", report) or re.search(r"Got value: (.*)", report)
     got = f", got {given.group(1).strip()}" if given else ""
     return f"expected {' or '.join(types) or 'another value'}{got}"

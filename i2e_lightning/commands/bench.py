@@ -3,7 +3,10 @@
 The scripts live in the source checkout (``benchmarks/`` beside the package), not in the installed
 wheel; each is run in a fresh Python process from the repository root, so its thread settings and
 allocator environment are its own. ``bench list`` names them; ``bench <name> --help`` shows a script's
-options. See docs/BENCHMARKS.md for the commands behind every published figure.
+options. Every script takes the grammar of the other commands (benchmarks/_args.py): ``--config`` files
+merged in order, ``--print_config``, snake_case options, ``--resolution N`` or ``[H,W]``, and a bad command
+line is one ``error:`` line with exit code 2. See docs/BENCHMARKS.md for the commands behind every
+published figure.
 """
 
 from __future__ import annotations
@@ -45,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0 if args and args[0] in ("-h", "--help", "list") else 2
     if not args or args[0] in ("-h", "--help", "list"):
-        print("usage: python -m i2e_lightning bench <name> [script options]\n\nbenchmarks:")
+        print(
+            "usage: python -m i2e_lightning bench <name> [--config FILE ...] [--print_config] [script options]\n"
+            "       (bench <name> --help: the script's options)\n\nbenchmarks:"
+        )
         for name, what in BENCHMARKS.items():
             print(f"  {name:<17} {what}")
         return 0 if args else 2
