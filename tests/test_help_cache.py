@@ -310,3 +310,17 @@ def test_a_shipped_text_is_the_live_text():
         pytest.skip("the shipped texts were rendered under another key (libraries, Python or sources)")
     code, live = help_cache.live_help(lambda: commands._dispatch(["fit", "--help"]), 100)
     assert code == 0 and live == (help_cache.SHIPPED / "fit.100.txt").read_text()
+
+
+def test_an_unedited_install_takes_the_surface_from_the_shipped_key(cache, tmp_path, monkeypatch):
+    folder = tmp_path / "shipped"
+    monkeypatch.setattr(help_cache, "SHIPPED", folder)
+    key = help_cache.environment_key()  # computes the surface (and remembers it in the user cache)
+    help_cache.write_shipped({"download": {80: "x\n"}}, key, folder)
+    for remembered in cache.glob("surface-*.sha256"):
+        remembered.unlink()
+    monkeypatch.setattr(help_cache, "surface_hash", lambda sources: pytest.fail("parsed although unedited"))
+    assert help_cache.source_hash() == key["source"]
+    monkeypatch.setattr(help_cache, "package_sources", lambda: {"edited.py": "x = 1\n"})
+    with pytest.raises(pytest.fail.Exception, match="parsed although unedited"):
+        help_cache.source_hash()  # other bytes: parsed

@@ -124,15 +124,23 @@ def surface_hash(sources: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
+def files_hash(sources: dict[str, str]) -> str:
+    """A hash of the sources' bytes (a few ms, where their help surface costs ~0.5 s of parsing)."""
+    return hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:24]
+
+
 def source_hash() -> str:
-    """The help surface of this package (:func:`surface_hash`), remembered in the user cache under a hash of
-    the files' bytes: parsing every module costs ~0.5 s, hashing them a few ms."""
+    """The help surface of this package (:func:`surface_hash`), remembered under a hash of the files' bytes: in
+    the user cache, and in the shipped texts' key (the files of an unedited clone or install, parsed by ``make docs``)."""
     sources = package_sources()
-    raw = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:24]
+    raw = files_hash(sources)
     path = cache_dir() / f"surface-{raw}.sha256"
     known = _read(path) if enabled() else None
     if known is not None and len(known) == 64:
         return known
+    meta = _shipped_meta()
+    if meta.get("files") == raw and isinstance(meta.get("key"), dict) and len(meta["key"].get("source", "")) == 64:
+        return meta["key"]["source"]
     surface = surface_hash(sources)
     if enabled():
         _write(path, surface, keep=_KEEP_SURFACES)
@@ -321,15 +329,19 @@ def cached_help(command: str) -> str | None:
 
 def shipped_help(key: dict) -> str | None:
     """The text shipped in the package for ``key``, if it was rendered under exactly that key."""
-    shipped = _read(SHIPPED / "key.json")
-    try:
-        meta = json.loads(shipped) if shipped is not None else None
-    except ValueError:
-        return None
     wanted = {k: v for k, v in key.items() if k not in ("command", "columns")}
-    if not isinstance(meta, dict) or meta.get("key") != wanted:
+    if _shipped_meta().get("key") != wanted:
         return None
     return _read(SHIPPED / f"{key['command']}.{key['columns']}.txt")
+
+
+def _shipped_meta() -> dict:
+    text = _read(SHIPPED / "key.json")
+    try:
+        meta = json.loads(text) if text is not None else {}
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _read(path: Path) -> str | None:
@@ -435,16 +447,13 @@ def write_shipped(texts: dict[str, dict[int, str]], key: dict, folder: Path = SH
     for command, by_width in sorted(shipped.items()):
         for width, text in sorted(by_width.items()):
             (folder / f"{command}.{width}.txt").write_text(text, encoding="utf-8")
-    meta = {"key": key, "widths": list(WIDTHS), "commands": sorted(shipped)}
+    # the bytes the surface was computed from: an unedited clone or install skips parsing them
+    files = files_hash(package_sources()) if key["source"] == source_hash() else None
+    meta = {"key": key, "files": files, "widths": list(WIDTHS), "commands": sorted(shipped)}
     (folder / "key.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return left_out
 
 
 def shipped_key() -> dict | None:
     """The key the shipped texts were rendered under (None if there are none)."""
-    text = _read(SHIPPED / "key.json")
-    try:
-        meta = json.loads(text) if text is not None else None
-    except ValueError:
-        return None
-    return meta.get("key") if isinstance(meta, dict) else None
+    return _shipped_meta().get("key")
