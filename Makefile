@@ -18,7 +18,7 @@ help:
 	@echo "make wheel-smoke build the wheel, install it in a fresh venv, run it from outside the repository"
 	@echo "make lint      ruff"
 	@echo "make bench     the benchmarks of docs/BENCHMARKS.md"
-	@echo "make docs      regenerate what README/docs take from the default config (pictures, outputs, tables)"
+	@echo "make docs      regenerate what README/docs take from the default config (pictures, outputs, tables), shipped --help texts"
 
 # torch: .ci/install-torch picks the build. A host without a GPU never gets the multi-gigabyte CUDA build: the
 # CPU wheel pip finds (here one lies on local disk), else PyTorch's CPU index; a GPU host the normal wheels.
