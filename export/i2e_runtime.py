@@ -19,8 +19,12 @@ bad array gives a ``ValueError`` that says what to change instead of a runtime s
 from __future__ import annotations
 
 import json
+import queue
+import sys
+import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,9 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 _PREFIX = "i2e."
 _ORT_TYPES = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32}
+# images per run of a sharded converter (see I2ERuntime): big enough that the per-run overhead is small,
+# small enough that a TBCHW piece's events are still in cache when they are copied into place
+_PIECE_PIXELS = 1 << 22
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
@@ -87,6 +94,15 @@ class RuntimeInfo:
     fixed_size: tuple[int, int] | None = None
     num_classes: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+_NOT_FINITE = "images contain NaN or Inf values: clean or clamp the input before conversion"
+
+
+def _finite(x: np.ndarray) -> bool:
+    """Whether float ``x`` holds no NaN / Inf: NaN propagates through min and max, an Inf is one of them
+    (two passes, no temporary array as ``np.isfinite(x).all()`` would make)."""
+    return not x.size or bool(np.isfinite(x.min()) and np.isfinite(x.max()))
 
 
 def event_rate(events: np.ndarray) -> float:
@@ -151,13 +167,42 @@ def load_images(paths: Sequence[str | Path], size: tuple[int, int] | None = None
     return np.stack(arrays)
 
 
+class _OutputCache:
+    """Hands out the memory of an earlier result again once nothing references it any more.
+
+    A fresh array for every batch costs the kernel's zero-filled pages on first touch, for 25 MB of
+    events more than a sharded conversion itself (the PyTorch converter keeps its outputs the same
+    way). A result the caller still holds, or any view of it, is never handed out.
+    """
+
+    def __init__(self, keep: int = 2) -> None:
+        self.keep = keep
+        self.buffers: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def empty(self, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        with self._lock:
+            for i in range(len(self.buffers)):  # by index: a loop variable would count as a reference
+                # 2: the list's reference and getrefcount's argument; views hold one through .base
+                fits = self.buffers[i].shape == tuple(shape) and self.buffers[i].dtype == dtype
+                if fits and sys.getrefcount(self.buffers[i]) == 2:
+                    return self.buffers[i]
+            buf = np.empty(shape, dtype=dtype)
+            self.buffers = [*self.buffers, buf][-self.keep :]
+            return buf
+
+
 class I2ERuntime:
     """An ONNX Runtime session on an exported I2E model, with input checks and batching.
 
     Args:
         model_path: the ``.onnx`` file written by ``python -m i2e_lightning export-onnx``.
         providers: execution providers to request; ``None`` picks CUDA when available, else the CPU.
-        threads: intra-op threads of the CPU provider (``None``: ONNX Runtime's default).
+        threads: CPU threads (``None``: ONNX Runtime's default intra-op pool). For a converter on the
+            CPU provider, ``threads=N > 1`` runs pieces of the batch on N threads at once, each a
+            single-threaded run of the same session writing straight into its part of the result:
+            ONNX Runtime's intra-op pool would instead wake its threads for every node, which for
+            the converter's many small per-chunk nodes costs more than it gains (benchmarks/onnx_speed.py).
     """
 
     def __init__(
@@ -171,21 +216,33 @@ class I2ERuntime:
             )
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+        self.model_path = path
+        self.threads = threads
+        self.requested_providers = choose_providers(providers)
+        self.session = self._open(threads)
+        self.info = self._read_info()
+        self._pool: ThreadPoolExecutor | None = None
+        self._outputs = _OutputCache()
+        self._shards = 1
+        if threads is not None and threads > 1 and self.info.kind == "converter" and not self.uses_gpu:
+            self.session = self._open(1)  # every piece runs on one thread; the pieces run side by side
+            self._shards = threads
+
+    def _open(self, threads: int | None) -> ort.InferenceSession:
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.model_path = path
-        self.requested_providers = choose_providers(providers)
+            # a pool that spins between nodes keeps a core busy for nothing (and slows other work on it)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=options, providers=self.requested_providers)
+            return ort.InferenceSession(str(self.model_path), sess_options=options, providers=self.requested_providers)
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types (InvalidProtobuf, Fail, ...)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ValueError(
-                f"{path} is not an ONNX model ONNX Runtime can load ({first[:200]}): give a file written by "
+                f"{self.model_path} is not an ONNX model ONNX Runtime can load ({first[:200]}): give a file written by "
                 "`python -m i2e_lightning export-onnx`"
             ) from None
-        self.info = self._read_info()
 
     # -- model description -----------------------------------------------------------------
 
@@ -250,8 +307,12 @@ class I2ERuntime:
 
     # -- input checks -----------------------------------------------------------------------
 
-    def prepare(self, images: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, bool]:
-        """Check and convert ``images`` to the model's input; returns ``(batch [B, C, H, W], was_single)``."""
+    def prepare(self, images: np.ndarray | Sequence[np.ndarray], check_finite: bool = True) -> tuple[np.ndarray, bool]:
+        """Check and convert ``images`` to the model's input; returns ``(batch [B, C, H, W], was_single)``.
+
+        ``check_finite=False`` leaves float images unchecked for NaN / Inf (a pass over the batch; a
+        sharded run checks each piece on its own thread instead).
+        """
         if isinstance(images, (list, tuple)):
             if not images:
                 raise ValueError("no images given (empty list)")
@@ -307,8 +368,8 @@ class I2ERuntime:
             x = x.astype(np.float32) * np.float32(1.0 / 255)
         elif np.issubdtype(x.dtype, np.floating):
             x = x.astype(np.float32, copy=False)
-            if x.size and not np.isfinite(x).all():
-                raise ValueError("images contain NaN or Inf values: clean or clamp the input before conversion")
+            if check_finite and not _finite(x):
+                raise ValueError(_NOT_FINITE)
         else:
             raise ValueError(f"images must be float or uint8, got {x.dtype}: convert with x.astype(np.float32)")
         return np.ascontiguousarray(x), single
@@ -363,10 +424,13 @@ class I2ERuntime:
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-        x, single = self.prepare(images)
+        sharded = self._shards > 1
+        x, single = self.prepare(images, check_finite=not sharded)
         axis = self._batch_axis()
         if x.shape[0] == 0:
             out = self._empty_output(x)
+        elif sharded:
+            out = self._run_sharded(x, batch_size)
         else:
             step = batch_size or x.shape[0]
             parts = [
@@ -375,6 +439,63 @@ class I2ERuntime:
             ]
             out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
         return np.take(out, 0, axis=axis) if single else out
+
+    def _run_sharded(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """Converter events of ``x`` computed in pieces of the batch on ``self._shards`` threads.
+
+        Each piece is one single-threaded run bound (I/O binding) to its input rows and, where the
+        batch is the leading axis (``BTCHW``, packed rows), to its rows of the result; for ``TBCHW``
+        a piece is ``T`` separate blocks of the result, so it goes to a per-thread buffer and is
+        copied into place while it is still in cache. Events are the same bits as one whole run.
+        """
+        b, _, h, w = x.shape
+        dtypes = {"bool": np.bool_, "uint8": np.uint8, "float32": np.float32, "packed": np.uint8}
+        dtype = dtypes[self.info.output_dtype]
+        out = self._outputs.empty(self.output_shape(b, h, w), dtype)
+        piece = max(1, min(-(-b // self._shards), _PIECE_PIXELS // max(1, h * w), batch_size or b))
+        pieces: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
+        for start in range(0, b, piece):
+            pieces.put((start, min(start + piece, b)))
+        in_place = self._batch_axis() == 0
+        bad: list[int] = []  # first rows of pieces with NaN / Inf (list.append is atomic)
+        name_in, name_out = self.info.input_name, self.info.output_name
+
+        def work() -> None:
+            binding = self.session.io_binding()
+            scratch: dict[int, np.ndarray] = {}
+            while True:
+                try:
+                    start, stop = pieces.get_nowait()
+                except queue.Empty:
+                    return
+                rows = x[start:stop]
+                if rows.dtype != np.uint8 and not _finite(rows):
+                    bad.append(start)
+                    continue
+                binding.bind_input(name_in, "cpu", 0, rows.dtype, list(rows.shape), rows.ctypes.data)
+                if in_place:
+                    dest = out[start:stop]
+                else:  # TBCHW: [T, n, 2, H, W]
+                    n = stop - start
+                    if n not in scratch:
+                        scratch[n] = np.empty((out.shape[0], n, *out.shape[2:]), dtype=dtype)
+                    dest = scratch[n]
+                binding.bind_output(name_out, "cpu", 0, dtype, list(dest.shape), dest.ctypes.data)
+                self.session.run_with_iobinding(binding)
+                if not in_place:
+                    out[:, start:stop] = dest
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._shards - 1, thread_name_prefix="i2e-runtime")
+        helpers = [self._pool.submit(work) for _ in range(self._shards - 1)]
+        try:
+            work()
+        finally:
+            for f in helpers:
+                f.result()  # a helper's error reaches the caller
+        if bad:
+            raise ValueError(_NOT_FINITE)
+        return out
 
     __call__ = run
 

@@ -44,7 +44,7 @@ INPUT_NAME = "images"
 EVENTS_NAME = "events"
 METADATA_PREFIX = "i2e."
 _INT64_MAX = np.iinfo(np.int64).max
-CHUNK_PIXELS = 1 << 17  # pixels per Scan step (two 224 px images): its windows, differences and masks stay in cache
+CHUNK_PIXELS = 1 << 15  # most pixels per Scan step of several small images (larger images go one per step)
 
 
 def _check_settings(
@@ -135,43 +135,22 @@ def _add_events(
     out: str | None,
     packed: bool = False,
 ) -> str:
-    """Bool events in ``layout`` (or packed rows): the chunked ``Scan`` when there are images (a ``Scan``
-    of zero steps fails in ONNX Runtime), empty tensors for an empty batch.
+    """Bool events in ``layout`` (or packed rows), by a ``Scan`` over the batch.
 
-    The ``Scan`` yields one ``[B / c, c, ...]`` tensor per timestep (bool) or one of packed rows; the
-    last node, which writes the graph's output, is a ``Concat`` of the timesteps along the time axis
-    of the layout (a parallel copy; a ``Transpose`` or ``Reshape`` there would be a single-threaded
-    copy) or, for packed rows, a ``Reshape``.
+    Three branches, chosen in the graph: an empty batch gives empty tensors (a ``Scan`` of zero
+    steps fails in ONNX Runtime); images of more than ``CHUNK_PIXELS`` pixels go one per ``Scan``
+    step, whose output is already the result's layout (``BTCHW`` and packed rows: the ``Scan`` writes
+    the graph's output in place, no copy of the events afterwards); smaller images go in chunks of
+    several per step, so that the per-node overhead stays small next to the work. ``TBCHW`` ends in
+    one ``Concat`` of the timesteps along the time axis (a ``Transpose`` or ``Reshape`` there would
+    be a single-threaded copy).
     """
     i64 = np.int64
     steps = len(directions)
     shape = g.op("Shape", [images], "images_shape")  # [B, C, H, W]
     batch = g.op("Slice", [shape, g.const("s0", np.array([0], i64)), g.const("e1", np.array([1], i64))], "batch")
     hw = g.op("Slice", [shape, g.const("s2", np.array([2], i64)), g.const("e4", np.array([4], i64))], "hw")
-    if packed:  # one output [B / c, c, bytes, 1]
-        dims, none_dims, out_type, count = ["chunks", "chunk", "bytes", 1], [0, 1, 0, 1], TensorProto.UINT8, 1
-    else:  # one output [B / c, c, 2, H, W] per timestep
-        dims, none_dims, out_type, count = ["chunks", "chunk", 2, "h", "w"], [0, 1, 2, 1, 1], TensorProto.BOOL, steps
-
-    full = _Graph(g.prefix + "full_", g.opset)
-    scanned = _add_chunked_scan(full, images, ratio, directions, input_dtype, batch, hw, packed)
-    empty = _Graph(g.prefix + "empty_", g.opset)
-    none_shape = empty.const("none_shape", np.array(none_dims, i64))
-    value = helper.make_tensor("f", out_type, [1], [0])
-    nones = [empty.op("ConstantOfShape", [none_shape], "none", value=value) for _ in range(count)]
-
-    def branch(sub: _Graph, results: list[str]) -> onnx.GraphProto:
-        infos = [helper.make_tensor_value_info(r, out_type, dims) for r in results]
-        return helper.make_graph(sub.nodes, sub.name("branch"), [], infos, initializer=sub.inits)
-
-    some = g.op("Greater", [g.op("Squeeze", [batch], "batch_s"), g.const("zero_s", np.array(0, i64))], "some")
-    chunks = [g.name(f"chunks{t}") for t in range(count)]
-    g.nodes.append(
-        helper.make_node(
-            "If", [some], chunks, name=g.name("If"), then_branch=branch(full, scanned), else_branch=branch(empty, nones)
-        )
-    )
-    # reshaped outside the If: here it is a view, as a branch's result it would be a copy
+    rows = None
     if packed:  # [B, ceil(2T H W / 8)]
         bits = g.op(
             "Mul", [g.op("ReduceProd", [hw], "pixels_all", keepdims=1), g.const("2t", np.array([2 * steps], i64))]
@@ -180,12 +159,92 @@ def _add_events(
             "Div",
             [g.op("Add", [bits, g.const("seven", np.array([7], i64))], "bits7"), g.const("eight", np.array([8], i64))],
         )
-        rows_shape = g.op("Concat", [batch, nbytes], "rows_shape", axis=0)
-        return g.op("Reshape", [chunks[0], rows_shape], "events", out=out)
-    lead = [1, -1, 2] if layout == "TBCHW" else [-1, 1, 2]  # each timestep [1, B, 2, H, W] or [B, 1, 2, H, W]
-    step_shape = g.op("Concat", [g.const("lead", np.array(lead, i64)), hw], "step_shape", axis=0)
-    parts = [g.op("Reshape", [c, step_shape], f"events{t}") for t, c in enumerate(chunks)]
-    return g.op("Concat", parts, "events", out=out, axis=0 if layout == "TBCHW" else 1)
+        rows = g.op("Concat", [batch, nbytes], "rows_shape", axis=0)
+    if packed:  # one output [B, bytes]
+        dims, none_dims, out_type, count = ["batch", "bytes"], [0, 1], TensorProto.UINT8, 1
+    elif layout == "BTCHW":  # one output [B, T, 2, H, W]
+        dims, none_dims, out_type, count = ["batch", steps, 2, "h", "w"], [0, steps, 2, 1, 1], TensorProto.BOOL, 1
+    else:  # one output [B / c, c, 2, H, W] per timestep
+        dims, none_dims, out_type, count = ["chunks", "chunk", 2, "h", "w"], [0, 1, 2, 1, 1], TensorProto.BOOL, steps
+    events_shape = g.op("Concat", [g.const("bt2", np.array([-1, steps, 2], i64)), hw], "events_shape", axis=0)
+    settings = (ratio, directions, input_dtype, layout, packed, _channel_picks(g, images))
+
+    def branch(sub: _Graph, results: list[str]) -> onnx.GraphProto:
+        infos = [helper.make_tensor_value_info(r, out_type, dims) for r in results]
+        return helper.make_graph(sub.nodes, sub.name("branch"), [], infos, initializer=sub.inits)
+
+    # one image per step
+    single = _Graph(g.prefix + "single_", g.opset)
+    body = _scan_body(single, *settings, per_image=True)
+    scanned = [single.name(f"scanned{t}") for t in range(count)]
+    single.nodes.append(
+        helper.make_node("Scan", [images], scanned, name=single.name("Scan"), body=body, num_scan_inputs=1)
+    )
+
+    # several images per step; the events reshaped to the result (a copy, of small images)
+    several = _Graph(g.prefix + "chunked_", g.opset)
+    chunk = _chunk_size(g, batch, hw)
+    chunks = _chunked(several, images, chunk, "images")  # [B / c, c, C, H, W]
+    body = _scan_body(several, *settings, per_image=False)
+    results = [several.name(f"scanned{t}") for t in range(count)]
+    several.nodes.append(
+        helper.make_node("Scan", [chunks], results, name=several.name("Scan"), body=body, num_scan_inputs=1)
+    )
+    if packed:
+        results = [several.op("Reshape", [results[0], rows], "rows")]
+    elif layout == "BTCHW":
+        results = [several.op("Reshape", [results[0], events_shape], "events")]
+
+    is_single = g.op("Equal", [g.op("Squeeze", [chunk], "chunk_s"), g.const("one_s", np.array(1, i64))], "one_per_step")
+    full = _Graph(g.prefix + "full_", g.opset)
+    parts = [full.name(f"parts{t}") for t in range(count)]
+    full.nodes.append(
+        helper.make_node(
+            "If",
+            [is_single],
+            parts,
+            name=full.name("If"),
+            then_branch=branch(single, scanned),
+            else_branch=branch(several, results),
+        )
+    )
+    empty = _Graph(g.prefix + "empty_", g.opset)
+    if packed:  # [0, bytes]
+        none_shape = rows
+    elif layout == "BTCHW":  # [0, T, 2, H, W]
+        none_shape = empty.op("Concat", [batch, empty.const("t2", np.array([steps, 2], i64)), hw], "none_shape", axis=0)
+    else:  # [0, 1, 2, 1, 1] per timestep, reshaped below
+        none_shape = empty.const("none_shape", np.array(none_dims, i64))
+    value = helper.make_tensor("f", out_type, [1], [0])
+    nones = [empty.op("ConstantOfShape", [none_shape], "none", value=value) for _ in range(count)]
+    some = g.op("Greater", [g.op("Squeeze", [batch], "batch_s"), g.const("zero_s", np.array(0, i64))], "some")
+    if layout == "BTCHW" or packed:
+        g.nodes.append(
+            helper.make_node(
+                "If",
+                [some],
+                [out or g.name("events")],
+                name=g.name("If"),
+                then_branch=branch(full, parts),
+                else_branch=branch(empty, nones),
+            )
+        )
+        return g.nodes[-1].output[0]
+    chunks_out = [g.name(f"chunks{t}") for t in range(count)]
+    g.nodes.append(
+        helper.make_node(
+            "If",
+            [some],
+            chunks_out,
+            name=g.name("If"),
+            then_branch=branch(full, parts),
+            else_branch=branch(empty, nones),
+        )
+    )
+    # reshaped outside the If: here it is a view, as a branch's result it would be a copy
+    step_shape = g.op("Concat", [g.const("lead", np.array([1, -1, 2], i64)), hw], "step_shape", axis=0)
+    reshaped = [g.op("Reshape", [c, step_shape], f"events{t}") for t, c in enumerate(chunks_out)]
+    return g.op("Concat", reshaped, "events", out=out, axis=0)
 
 
 def _chunk_size(g: _Graph, batch: str, hw: str) -> str:
@@ -224,21 +283,19 @@ def _channel_picks(g: _Graph, images: str) -> list[tuple[str, str]]:
 
 
 def _add_intensity(
-    body: _Graph, x: str, input_dtype: str, ratio: float, picks: list[tuple[str, str]] | None = None
+    body: _Graph, x: str, input_dtype: str, ratio: float, picks: list[tuple[str, str]]
 ) -> tuple[str | None, str, str, str]:
-    """V, the replicate-padded V, and the thresholds +th / -th of one chunk of images ``x`` [c, C, H, W].
+    """V, the replicate-padded V, and the thresholds +th / -th of images ``x`` [c, C, H, W].
 
-    For uint8 ``picks`` (see ``_channel_picks``) gives V as ``Max`` of three channel slices: ONNX
-    Runtime's ``ReduceMax`` over uint8 channels is several times slower than these copies.
+    V is ``Max`` of three channel slices (see ``_channel_picks``): ONNX Runtime's ``ReduceMax`` over
+    the channels is several times slower than these copies (float32 and uint8).
     """
-    if input_dtype == "uint8" and picks is not None:
-        axis = body.const("channel_axis", np.array([1], np.int64))
-        m = body.op("Max", [body.op("Slice", [x, start, end, axis], "channel") for start, end in picks], "m")
-    else:  # [c, 1, H, W]; uint8: max commutes with the monotonic scaling
-        m = body.reduce("ReduceMax", x, [1], "m")
+    axis = body.const("channel_axis", np.array([1], np.int64))
+    m = body.op("Max", [body.op("Slice", [x, start, end, axis], "channel") for start, end in picks], "m")
     pads = body.const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64))
     if input_dtype == "uint8":
-        # pad the uint8 map, then one Cast and Mul (torchvision's ToDtype(scale=True)) over the padded map
+        # max and pad in uint8 (they commute with the monotonic scaling), then one Cast and Mul
+        # (torchvision's ToDtype(scale=True)) over the padded map
         scale = body.const("u8_scale", np.array(1.0 / 255, dtype=np.float32))
         mpad = body.op("Cast", [body.op("Pad", [m, pads], "mpad", mode="edge")], "mpad_float", to=TensorProto.FLOAT)
         vpad = body.op("Mul", [mpad, scale], "vpad")
@@ -258,33 +315,27 @@ def _add_intensity(
     return v, vpad, th, body.op("Neg", [th], "neg_th")
 
 
-def _add_chunked_scan(
+def _scan_body(
     g: _Graph,
-    images: str,
     ratio: float,
     directions: Sequence[int],
     input_dtype: str,
-    batch: str,
-    hw: str,
-    packed: bool = False,
-) -> list[str]:
-    """Events ``[B / c, c, 2, H, W]`` per timestep (or packed rows ``[B / c, c, bytes, 1]``), ``c`` images per step.
+    layout: str,
+    packed: bool,
+    picks: list[tuple[str, str]],
+    per_image: bool,
+) -> onnx.GraphProto:
+    """The ``Scan`` body: one image ``[C, H, W]`` (``per_image``) or a chunk ``[c, C, H, W]`` -> its events.
 
-    ONNX Runtime runs one node over a whole tensor before the next, so over the full batch every
-    intermediate (V, the padded map, each shifted window, difference and mask) would be a trip
-    through main memory. A ``Scan`` over chunks of about ``CHUNK_PIXELS`` pixels reads each image
-    once and keeps everything derived from it in cache until its event bytes are written. The
-    chunk is the largest divisor of the batch that fits (the steps of a ``Scan`` share one shape),
-    computed in the graph, so any batch size works; a prime batch of large images goes one image
-    per step.
+    Outputs: packed rows (``[bytes]`` per image, ``[c, bytes, 1]`` per chunk); for ``BTCHW`` the
+    events ``[T, 2, H, W]`` per image or ``[c, T, 2, H, W]`` per chunk; for ``TBCHW`` one ``[c, 2, H, W]``
+    per timestep. Everything derived from the images stays in cache until its event bytes are written.
     """
     i64 = np.int64
-    chunks = _chunked(g, images, _chunk_size(g, batch, hw), "images")  # [B / c, c, C, H, W]
-
     body = _Graph(g.prefix + "scan_", g.opset)
     b_x = body.name("images")
-    picks = _channel_picks(g, images) if input_dtype == "uint8" else None
-    v, vpad, b_th, b_neg = _add_intensity(body, b_x, input_dtype, ratio, picks)
+    x = body.unsqueeze(b_x, 0, "image") if per_image else b_x  # [c, C, H, W]
+    v, vpad, b_th, b_neg = _add_intensity(body, x, input_dtype, ratio, picks)
     views: dict[int, str] = {5: v} if v is not None else {}  # the centre window of the padded map is V itself
 
     def view(cell: int) -> str:  # rows r..H+r, columns c..W+c of the padded map (end -2, -1 or "to the end")
@@ -303,26 +354,34 @@ def _add_chunked_scan(
         dv = body.op("Sub", [view(b), view(a)], f"dv{t}")
         # ON: dV >= th; OFF: -dV >= th, i.e. dV <= -th (negation is exact)
         masks += [body.op("GreaterOrEqual", [dv, b_th], f"on{t}"), body.op("LessOrEqual", [dv, b_neg], f"off{t}")]
-    in_info = helper.make_tensor_value_info(b_x, INPUT_DTYPES[input_dtype], ["c", "channels", "h", "w"])
-    if not packed:  # one [c, 2, H, W] output per timestep, ON then OFF
-        outs = [body.op("Concat", masks[2 * t : 2 * t + 2], f"events{t}", axis=1) for t in range(len(directions))]
-        body_graph = helper.make_graph(
-            body.nodes,
-            body.name("body"),
-            [in_info],
-            [helper.make_tensor_value_info(o, TensorProto.BOOL, ["c", 2, "h", "w"]) for o in outs],
-            initializer=body.inits,
-        )  # ranks given: before opset 16 ONNX Runtime needs them
-        scanned = [g.name(f"scanned{t}") for t in range(len(directions))]
-        g.nodes.append(
-            helper.make_node("Scan", [chunks], scanned, name=g.name("Scan"), body=body_graph, num_scan_inputs=1)
-        )
-        return scanned
-    b_out = body.op("Concat", masks, "events", axis=1)
-    # packed: each image's bits packed while they are in cache (np.packbits order, zero bits pad the last byte)
+    x_dims = ["channels", "h", "w"] if per_image else ["c", "channels", "h", "w"]
+    in_info = helper.make_tensor_value_info(b_x, INPUT_DTYPES[input_dtype], x_dims)
+    steps = len(directions)
+    if packed:
+        outs, out_type = [_add_packing(body, body.op("Concat", masks, "events", axis=1), per_image)], TensorProto.UINT8
+        out_dims = [["bytes"] if per_image else ["c", "bytes", 1]]
+    else:
+        out_type = TensorProto.BOOL
+        per_step = [body.op("Concat", masks[2 * t : 2 * t + 2], f"events{t}", axis=1) for t in range(steps)]
+        if layout == "TBCHW":  # one [c, 2, H, W] output per timestep, ON then OFF
+            outs, out_dims = per_step, [["c", 2, "h", "w"]] * steps
+        elif per_image:  # c = 1: the steps [1, 2, H, W] joined along the first axis are [T, 2, H, W]
+            outs, out_dims = [body.op("Concat", per_step, "events", axis=0)], [[steps, 2, "h", "w"]]
+        else:
+            per_step = [body.unsqueeze(s, 1, f"events{t}_") for t, s in enumerate(per_step)]
+            outs, out_dims = [body.op("Concat", per_step, "events", axis=1)], [["c", steps, 2, "h", "w"]]
+    infos = [helper.make_tensor_value_info(o, out_type, d) for o, d in zip(outs, out_dims, strict=True)]
+    # ranks given: before opset 16 ONNX Runtime needs them
+    return helper.make_graph(body.nodes, body.name("body"), [in_info], infos, initializer=body.inits)
+
+
+def _add_packing(body: _Graph, events: str, per_image: bool) -> str:
+    """Each image's events ``[c, 2T, H, W]`` as np.packbits rows (zero bits pad the last byte): ``[c, bytes, 1]``,
+    or ``[bytes]`` for one image; packed while they are in cache."""
+    i64 = np.int64
     flat = body.op(
         "Cast",
-        [body.op("Reshape", [b_out, body.const("rows", np.array([0, -1], i64))], "bits")],
+        [body.op("Reshape", [events, body.const("rows", np.array([0, -1], i64))], "bits")],
         "bits_u8",
         to=TensorProto.UINT8,
     )
@@ -341,15 +400,10 @@ def _add_chunked_scan(
     octets = body.op("Reshape", [padded, body.const("octets", np.array([0, -1, 8], i64))], "octets")
     # bits x 2^(7 - i), summed: an integer matrix product (uint8 x uint8 -> int32), exact on every provider
     weights = body.const("bit_weights", (2 ** np.arange(7, -1, -1)).astype(np.uint8).reshape(8, 1))
-    b_out = body.op("Cast", [body.op("MatMulInteger", [octets, weights], "byte_values")], "rows", to=TensorProto.UINT8)
-    body_graph = helper.make_graph(
-        body.nodes,
-        body.name("body"),
-        [in_info],  # the trailing 1 of the rows goes in the reshape outside the Scan (a view there)
-        [helper.make_tensor_value_info(b_out, TensorProto.UINT8, ["c", "bytes", 1])],
-        initializer=body.inits,
-    )
-    return [g.op("Scan", [chunks], "scanned", body=body_graph, num_scan_inputs=1)]
+    rows = body.op("Cast", [body.op("MatMulInteger", [octets, weights], "byte_values")], "rows", to=TensorProto.UINT8)
+    if per_image:
+        return body.op("Reshape", [rows, body.const("flat", np.array([-1], i64))], "row")
+    return rows
 
 
 def converter_metadata(
