@@ -16,6 +16,7 @@ from i2e_lightning.commands.export_onnx import main as export_main
 from i2e_lightning.converter import I2E
 from i2e_lightning.events import convert_packed
 from i2e_lightning.onnx import build_converter_model, export_converter
+from i2e_lightning.onnx.graph import INPUT_NAME
 
 SHAPES = [(1, 3, 1, 1), (2, 3, 1, 7), (1, 3, 6, 1), (3, 3, 5, 9), (2, 3, 16, 11), (1, 1, 4, 5), (2, 1, 1, 1)]
 
@@ -270,12 +271,46 @@ def test_packed_rows_output(timesteps, input_dtype):
             assert np.array_equal(bits.reshape(shape[0], timesteps, 2, *shape[2:]), conv(x).transpose(0, 1).numpy())
 
 
-@pytest.mark.parametrize("layout,axis", [("TBCHW", 0), ("BTCHW", 1)])
-def test_events_written_by_one_concat_over_time(layout, axis):
-    """The last node joins the per-timestep Scan outputs along the layout's time axis: no Transpose
-    and no Reshape of the output (each a single-threaded copy of every event byte in ONNX Runtime)."""
-    model = build_converter_model(0.12, 4, 8, layout=layout)
+def _branches(node):
+    return {a.name: a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH}
+
+
+@pytest.mark.parametrize("layout,output_dtype", [("BTCHW", "bool"), ("TBCHW", "packed"), ("BTCHW", "packed")])
+def test_events_are_the_scan_output(layout, output_dtype):
+    """Above CHUNK_PIXELS one image per Scan step: the Scan's output is already the result (BTCHW events,
+    packed rows), so no Concat, Reshape or Transpose copies every event byte afterwards."""
+    model = build_converter_model(0.12, 4, 8, layout=layout, output_dtype=output_dtype)
+    (last,) = [n for n in model.graph.node if "events" in n.output]
+    assert last.op_type == "If"  # empty batch or not
+    (inner,) = _branches(last)["then_branch"].node
+    single = _branches(inner)["then_branch"]  # one image per step
+    assert [n.op_type for n in single.node] == ["Scan"] and single.node[0].output[0] == single.output[0].name
+    assert single.node[0].input == [INPUT_NAME]
+
+
+def test_tbchw_events_written_by_one_concat_over_time():
+    """TBCHW: the last node joins the per-timestep Scan outputs along the time axis: no Transpose and no
+    Reshape of the output (each a single-threaded copy of every event byte in ONNX Runtime)."""
+    model = build_converter_model(0.12, 4, 8, layout="TBCHW")
     (last,) = [n for n in model.graph.node if "events" in n.output]
     assert last.op_type == "Concat" and len(last.input) == 8
-    assert onnx.helper.get_attribute_value(last.attribute[0]) == axis
+    assert onnx.helper.get_attribute_value(last.attribute[0]) == 0
     assert not [n for n in model.graph.node if n.op_type == "Transpose"]
+
+
+@pytest.mark.parametrize("layout,output_dtype", [("TBCHW", "bool"), ("BTCHW", "bool"), ("BTCHW", "packed")])
+@pytest.mark.parametrize("chunk_pixels", [1, 60, 10_000])
+def test_one_image_and_chunked_steps_agree(monkeypatch, chunk_pixels, layout, output_dtype):
+    """Both Scan branches (one image per step, several per step) and the empty batch, every layout: exact."""
+    from i2e_lightning.onnx import graph
+
+    monkeypatch.setattr(graph, "CHUNK_PIXELS", chunk_pixels)
+    for input_dtype in ("float32", "uint8"):
+        model = build_converter_model(0.1, 4, 8, input_dtype=input_dtype, layout=layout, output_dtype=output_dtype)
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        conv = I2E(0.1, 4, 8, layout=layout).eval()
+        for batch in (0, 1, 6):
+            x = images((batch, 3, 5, 6), input_dtype, seed=batch)
+            got = sess.run(None, {"images": x.numpy()})[0]
+            ref = convert_packed(conv, x).rows.numpy() if output_dtype == "packed" else conv(x).numpy()
+            assert got.shape == ref.shape and np.array_equal(got, ref), (input_dtype, batch)
