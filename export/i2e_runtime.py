@@ -38,10 +38,10 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 _PREFIX = "i2e."
 _ORT_TYPES = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32}
-# most pixels per run of a sharded converter (see I2ERuntime): batch-major results take one piece per
-# thread (each run costs ~0.2 ms of overhead); a TBCHW piece goes through a buffer, copied into place
-# while it is still in cache (two 224 px images measured fastest, benchmarks/onnx_speed.py)
-_PIECE_PIXELS = 1 << 22
+# most pixels per run of a sharded converter (see I2ERuntime): several pieces per thread even out a
+# thread that starts late, each run costs ~0.2 ms of overhead (8 images of 224 px measured best); a
+# TBCHW piece goes through a buffer, copied into place while it is still in cache (2 images measured best)
+_PIECE_PIXELS = 1 << 19
 _TBCHW_PIECE_PIXELS = 1 << 17
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -456,7 +456,8 @@ class I2ERuntime:
         out = self._outputs.empty(self.output_shape(b, h, w), dtype)
         in_place = self._batch_axis() == 0
         most = _PIECE_PIXELS if in_place else _TBCHW_PIECE_PIXELS
-        piece = max(1, min(-(-b // self._shards), most // max(1, h * w), batch_size or b))
+        rounds = -(-b * h * w // (self._shards * most))  # pieces per thread
+        piece = min(-(-b // min(b, self._shards * rounds)), batch_size or b)
         pieces: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         for start in range(0, b, piece):
             pieces.put((start, min(start + piece, b)))
