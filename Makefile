@@ -17,7 +17,7 @@ help:
 	@echo "make test-fast the test suite without the slow tests"
 	@echo "make wheel-smoke build the wheel, install it in a fresh venv, run it from outside the repository"
 	@echo "make lint      ruff"
-	@echo "make bench     the benchmarks of docs/BENCHMARKS.md"
+	@echo "make bench     the benchmarks of docs/BENCHMARKS.md (BENCHES=\"onnx_speed converter\" picks some)"
 	@echo "make docs      regenerate what README/docs take from the default config (pictures, outputs, tables), shipped --help texts"
 
 # torch: .ci/install-torch picks the build. A host without a GPU never gets the multi-gigabyte CUDA build: the
@@ -79,8 +79,12 @@ lint: $(STAMP)
 docs: data
 	$(PY) docs/generate.py
 
+# every benchmark of docs/BENCHMARKS.md that runs on the CPU in minutes (paper_tables takes ~35 min: add it
+# with BENCHES="paper_tables"); tables printed, benchmarks/results/ left as it is
+BENCHES ?= converter odg training dataloader random_resized_crop memory fidelity official_parity onnx_speed \
+	onnx_classifier_speed nir_agreement startup
 bench: $(STAMP)
-	$(PY) -m i2e_lightning bench all
+	@set -e; for b in $(BENCHES); do echo "== python -m i2e_lightning bench $$b"; $(PY) -m i2e_lightning bench $$b; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache lightning_logs

@@ -331,3 +331,13 @@ def test_gpu_check_dry_run(tmp_path: Path) -> None:
 def test_every_benchmark_script_is_listed_by_the_bench_command() -> None:
     scripts = {p.stem for p in bench.benchmarks_dir().glob("*.py") if not p.stem.startswith("_")}
     assert scripts == set(bench.BENCHMARKS)
+
+
+def test_make_bench_runs_known_benchmarks() -> None:
+    """`make bench` runs each of its BENCHES through `python -m i2e_lightning bench <name>`: every name exists
+    and every benchmark is among them but the ~35 min paper_tables and the two that training runs."""
+    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    (line,) = [x for x in text.splitlines() if x.startswith("BENCHES ?=")]
+    names = line.split("?=", 1)[1].split()
+    assert names and set(names) <= set(bench.BENCHMARKS), set(names) - set(bench.BENCHMARKS)
+    assert set(bench.BENCHMARKS) - set(names) == {"paper_tables", "train_step", "conversion_share"}

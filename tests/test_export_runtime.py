@@ -430,20 +430,26 @@ def test_sharded_run_refuses_nan_in_any_piece(tmp_path):
         rt.run(x)
 
 
-def test_sharded_outputs_reused_only_when_released(tmp_path):
+@pytest.mark.parametrize("layout", ["BTCHW", "TBCHW"])
+def test_sharded_outputs_reused_only_when_released(tmp_path, layout):
     """The result's memory comes back for a later batch once the caller dropped it (no zero-filled pages per
-    batch); a result the caller keeps, or a view of it, is never written again."""
-    rt = I2ERuntime(export_converter(tmp_path / "m.onnx", 0.1, 4, 8, layout="BTCHW"), threads=2)
+    batch); a result the caller keeps, or a view of it, is never written again. TBCHW results are the
+    time-major view of a batch-major buffer (each one-image run writes its block in place)."""
+    rt = I2ERuntime(export_converter(tmp_path / "m.onnx", 0.1, 4, 8, layout=layout), threads=2)
     rng = np.random.default_rng(1)
     x1, x2 = rng.random((4, 3, 6, 6), dtype=np.float32), rng.random((4, 3, 6, 6), dtype=np.float32)
     kept = rt.run(x1)
+    if layout == "TBCHW":
+        assert kept.shape == (8, 4, 2, 6, 6) and kept.base.shape == (4, 8, 2, 6, 6)
+        assert np.array_equal(kept, I2ERuntime(rt.model_path).run(x1))
     snapshot = kept.copy()
     view = rt.run(x1)[1:]  # only a view of the second result is held
     third = rt.run(x2)
     assert np.array_equal(kept, snapshot) and np.array_equal(view, snapshot[1:])
     shared = np.shares_memory(third, kept) or np.shares_memory(third, view)  # outside an assert: pytest's
     assert not shared  # assertion rewriting would keep `third` referenced
-    released = weakref.ref(third)
-    del third
+    buffer = third if layout == "BTCHW" else third.base
+    released = weakref.ref(buffer)
+    del third, buffer
     again = rt.run(x2)
-    assert again is released()  # released: its memory serves the next batch
+    assert (again if layout == "BTCHW" else again.base) is released()  # released: its memory serves the next batch

@@ -275,33 +275,64 @@ def _branches(node):
     return {a.name: a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH}
 
 
+def _ways(model):
+    """The graphs of the converter's four ways: {"empty", "chunked", "one", "per_image"} (see graph._add_events)."""
+    (last,) = [n for n in model.graph.node if "events" in n.output]
+    assert last.op_type == "If"  # one image or not
+    top = _branches(last)
+    many = top["else_branch"].node[-1]  # empty batch or not
+    outer = _branches(many)
+    (full,) = outer["then_branch"].node  # one image per step or several
+    per_step = _branches(full)
+    return {
+        "one": top["then_branch"],
+        "empty": outer["else_branch"],
+        "per_image": per_step["then_branch"],
+        "chunked": per_step["else_branch"],
+    }
+
+
+def _all_nodes(graph):
+    for node in graph.node:
+        yield node
+        for sub in _branches(node).values():
+            yield from _all_nodes(sub)
+
+
 @pytest.mark.parametrize("layout,output_dtype", [("BTCHW", "bool"), ("TBCHW", "packed"), ("BTCHW", "packed")])
 def test_events_are_the_scan_output(layout, output_dtype):
     """Above CHUNK_PIXELS one image per Scan step: the Scan's output is already the result (BTCHW events,
     packed rows), so no Concat, Reshape or Transpose copies every event byte afterwards."""
-    model = build_converter_model(0.12, 4, 8, layout=layout, output_dtype=output_dtype)
-    (last,) = [n for n in model.graph.node if "events" in n.output]
-    assert last.op_type == "If"  # empty batch or not
-    (inner,) = _branches(last)["then_branch"].node
-    single = _branches(inner)["then_branch"]  # one image per step
+    single = _ways(build_converter_model(0.12, 4, 8, layout=layout, output_dtype=output_dtype))["per_image"]
     assert [n.op_type for n in single.node] == ["Scan"] and single.node[0].output[0] == single.output[0].name
     assert single.node[0].input == [INPUT_NAME]
 
 
 def test_tbchw_events_written_by_one_concat_over_time():
-    """TBCHW: the last node joins the per-timestep Scan outputs along the time axis: no Transpose and no
-    Reshape of the output (each a single-threaded copy of every event byte in ONNX Runtime)."""
+    """TBCHW: the per-timestep Scan outputs are joined by one Concat along the time axis, which writes the
+    result: no Transpose and no Reshape of the output (each a single-threaded copy of every event byte)."""
     model = build_converter_model(0.12, 4, 8, layout="TBCHW")
-    (last,) = [n for n in model.graph.node if "events" in n.output]
-    assert last.op_type == "Concat" and len(last.input) == 8
+    single = _ways(model)["per_image"]
+    last = single.node[-1]
+    assert last.op_type == "Concat" and len(last.input) == 8 and last.output[0] == single.output[0].name
     assert onnx.helper.get_attribute_value(last.attribute[0]) == 0
-    assert not [n for n in model.graph.node if n.op_type == "Transpose"]
+    assert not [n for n in _all_nodes(model.graph) if n.op_type == "Transpose"]
+
+
+@pytest.mark.parametrize("layout,output_dtype", [("TBCHW", "bool"), ("BTCHW", "bool"), ("BTCHW", "packed")])
+def test_one_image_runs_without_scan(layout, output_dtype):
+    """A batch of one image (what the threaded runtime runs for TBCHW) goes straight through: no Scan,
+    whose first step is written to a buffer and copied; the last Concat (bool) writes the result."""
+    one = _ways(build_converter_model(0.12, 4, 8, layout=layout, output_dtype=output_dtype))["one"]
+    assert not [n for n in _all_nodes(one) if n.op_type in ("Scan", "Loop", "Transpose")]
+    assert one.node[-1].output[0] == one.output[0].name
+    assert one.node[-1].op_type == ("Reshape" if output_dtype == "packed" else "Concat")
 
 
 @pytest.mark.parametrize("layout,output_dtype", [("TBCHW", "bool"), ("BTCHW", "bool"), ("BTCHW", "packed")])
 @pytest.mark.parametrize("chunk_pixels", [1, 60, 10_000])
 def test_one_image_and_chunked_steps_agree(monkeypatch, chunk_pixels, layout, output_dtype):
-    """Both Scan branches (one image per step, several per step) and the empty batch, every layout: exact."""
+    """All four ways (empty batch, one image, one image per Scan step, several per step), every layout: exact."""
     from i2e_lightning.onnx import graph
 
     monkeypatch.setattr(graph, "CHUNK_PIXELS", chunk_pixels)

@@ -104,6 +104,13 @@ class _Graph:
     def unsqueeze(self, x: str, axis: int, hint: str) -> str:
         return self.op("Unsqueeze", [x, self.const("axis", np.array([axis], dtype=np.int64))], hint)
 
+    def if_(self, cond: str, then: onnx.GraphProto, other: onnx.GraphProto, hint: str, out: str | None = None) -> str:
+        out = out or self.name(hint)
+        self.nodes.append(
+            helper.make_node("If", [cond], [out], name=self.name("If"), then_branch=then, else_branch=other)
+        )
+        return out
+
 
 def add_converter_nodes(
     g: _Graph,
@@ -135,15 +142,18 @@ def _add_events(
     out: str | None,
     packed: bool = False,
 ) -> str:
-    """Bool events in ``layout`` (or packed rows), by a ``Scan`` over the batch.
+    """Bool events in ``layout`` (or packed rows), chosen in the graph among four ways:
 
-    Three branches, chosen in the graph: an empty batch gives empty tensors (a ``Scan`` of zero
-    steps fails in ONNX Runtime); images of more than ``CHUNK_PIXELS`` pixels go one per ``Scan``
-    step, whose output is already the result's layout (``BTCHW`` and packed rows: the ``Scan`` writes
-    the graph's output in place, no copy of the events afterwards); smaller images go in chunks of
-    several per step, so that the per-node overhead stays small next to the work. ``TBCHW`` ends in
-    one ``Concat`` of the timesteps along the time axis (a ``Transpose`` or ``Reshape`` there would
-    be a single-threaded copy).
+    * an empty batch gives an empty result (a ``Scan`` of zero steps fails in ONNX Runtime);
+    * one image runs straight through, no ``Scan``: its last ``Concat`` writes the result (a ``Scan``
+      writes its first step to a buffer and copies it; the threaded runtime converts one image per run
+      for ``TBCHW``);
+    * images of more than ``CHUNK_PIXELS`` pixels go one per ``Scan`` step, whose output is the result
+      for ``BTCHW`` and packed rows (written in place, no copy afterwards);
+    * smaller images go in chunks of several per step, so the per-node overhead stays small next to the work.
+
+    ``TBCHW`` from a ``Scan`` ends in one ``Concat`` of the timesteps (a ``Transpose`` or a ``Reshape`` of
+    the result would be a single-threaded copy as well).
     """
     i64 = np.int64
     steps = len(directions)
@@ -160,91 +170,94 @@ def _add_events(
             [g.op("Add", [bits, g.const("seven", np.array([7], i64))], "bits7"), g.const("eight", np.array([8], i64))],
         )
         rows = g.op("Concat", [batch, nbytes], "rows_shape", axis=0)
-    if packed:  # one output [B, bytes]
-        dims, none_dims, out_type, count = ["batch", "bytes"], [0, 1], TensorProto.UINT8, 1
-    elif layout == "BTCHW":  # one output [B, T, 2, H, W]
-        dims, none_dims, out_type, count = ["batch", steps, 2, "h", "w"], [0, steps, 2, 1, 1], TensorProto.BOOL, 1
-    else:  # one output [B / c, c, 2, H, W] per timestep
-        dims, none_dims, out_type, count = ["chunks", "chunk", 2, "h", "w"], [0, 1, 2, 1, 1], TensorProto.BOOL, steps
-    events_shape = g.op("Concat", [g.const("bt2", np.array([-1, steps, 2], i64)), hw], "events_shape", axis=0)
+    if packed:  # [B, bytes]
+        dims, out_type = ["batch", "bytes"], TensorProto.UINT8
+    elif layout == "BTCHW":  # [B, T, 2, H, W]
+        dims, out_type = ["batch", steps, 2, "h", "w"], TensorProto.BOOL
+    else:  # [T, B, 2, H, W]
+        dims, out_type = [steps, "batch", 2, "h", "w"], TensorProto.BOOL
     settings = (ratio, directions, input_dtype, layout, packed, _channel_picks(g, images))
 
-    def branch(sub: _Graph, results: list[str]) -> onnx.GraphProto:
-        infos = [helper.make_tensor_value_info(r, out_type, dims) for r in results]
-        return helper.make_graph(sub.nodes, sub.name("branch"), [], infos, initializer=sub.inits)
+    def branch(sub: _Graph, result: str) -> onnx.GraphProto:
+        info = helper.make_tensor_value_info(result, out_type, dims)
+        return helper.make_graph(sub.nodes, sub.name("branch"), [], [info], initializer=sub.inits)
+
+    def scan(sub: _Graph, xs: str, per_image: bool) -> list[str]:
+        body = _scan_body(sub, *settings, per_image=per_image)
+        outs = [sub.name(f"scanned{t}") for t in range(len(body.output))]
+        sub.nodes.append(helper.make_node("Scan", [xs], outs, name=sub.name("Scan"), body=body, num_scan_inputs=1))
+        return outs
+
+    def time_major(sub: _Graph, per_step: list[str]) -> str:  # [B / c, c, 2, H, W] per timestep -> [T, B, 2, H, W]
+        step_shape = sub.op("Concat", [sub.const("lead", np.array([1, -1, 2], i64)), hw], "step_shape", axis=0)
+        # a Reshape that feeds a Concat is a view (as a branch's or the graph's result it would be a copy)
+        reshaped = [sub.op("Reshape", [e, step_shape], f"events{t}") for t, e in enumerate(per_step)]
+        return sub.op("Concat", reshaped, "events", axis=0)
+
+    # one image: no Scan (whose first step goes through a buffer); the last Concat writes the result
+    one = _Graph(g.prefix + "one_", g.opset)
+    one_result = _one_image(one, images, *settings, rows)
 
     # one image per step
     single = _Graph(g.prefix + "single_", g.opset)
-    body = _scan_body(single, *settings, per_image=True)
-    scanned = [single.name(f"scanned{t}") for t in range(count)]
-    single.nodes.append(
-        helper.make_node("Scan", [images], scanned, name=single.name("Scan"), body=body, num_scan_inputs=1)
-    )
+    scanned = scan(single, images, per_image=True)
+    single_result = time_major(single, scanned) if layout == "TBCHW" and not packed else scanned[0]
 
     # several images per step; the events reshaped to the result (a copy, of small images)
     several = _Graph(g.prefix + "chunked_", g.opset)
-    chunk = _chunk_size(g, batch, hw)
-    chunks = _chunked(several, images, chunk, "images")  # [B / c, c, C, H, W]
-    body = _scan_body(several, *settings, per_image=False)
-    results = [several.name(f"scanned{t}") for t in range(count)]
-    several.nodes.append(
-        helper.make_node("Scan", [chunks], results, name=several.name("Scan"), body=body, num_scan_inputs=1)
-    )
+    many = _Graph(g.prefix + "many_", g.opset)  # more than one image, or none (nodes only the Scans need)
+    chunk = _chunk_size(many, batch, hw)
+    scanned = scan(several, _chunked(several, images, chunk, "images"), per_image=False)  # of [B / c, c, C, H, W]
     if packed:
-        results = [several.op("Reshape", [results[0], rows], "rows")]
+        several_result = several.op("Reshape", [scanned[0], rows], "rows")
     elif layout == "BTCHW":
-        results = [several.op("Reshape", [results[0], events_shape], "events")]
+        shape = several.op("Concat", [batch, several.const("t2", np.array([steps, 2], i64)), hw], "shape", axis=0)
+        several_result = several.op("Reshape", [scanned[0], shape], "events")
+    else:
+        several_result = time_major(several, scanned)
 
-    is_single = g.op("Equal", [g.op("Squeeze", [chunk], "chunk_s"), g.const("one_s", np.array(1, i64))], "one_per_step")
-    full = _Graph(g.prefix + "full_", g.opset)
-    parts = [full.name(f"parts{t}") for t in range(count)]
-    full.nodes.append(
-        helper.make_node(
-            "If",
-            [is_single],
-            parts,
-            name=full.name("If"),
-            then_branch=branch(single, scanned),
-            else_branch=branch(several, results),
-        )
-    )
-    empty = _Graph(g.prefix + "empty_", g.opset)
+    empty = _Graph(g.prefix + "empty_", g.opset)  # a Scan of zero steps fails in ONNX Runtime
     if packed:  # [0, bytes]
         none_shape = rows
     elif layout == "BTCHW":  # [0, T, 2, H, W]
-        none_shape = empty.op("Concat", [batch, empty.const("t2", np.array([steps, 2], i64)), hw], "none_shape", axis=0)
-    else:  # [0, 1, 2, 1, 1] per timestep, reshaped below
-        none_shape = empty.const("none_shape", np.array(none_dims, i64))
+        none_shape = empty.op("Concat", [batch, empty.const("t2", np.array([steps, 2], i64)), hw], "none", axis=0)
+    else:  # [T, 0, 2, H, W]
+        lead, two = empty.const("t", np.array([steps], i64)), empty.const("two", np.array([2], i64))
+        none_shape = empty.op("Concat", [lead, batch, two, hw], "none_shape", axis=0)
     value = helper.make_tensor("f", out_type, [1], [0])
-    nones = [empty.op("ConstantOfShape", [none_shape], "none", value=value) for _ in range(count)]
-    some = g.op("Greater", [g.op("Squeeze", [batch], "batch_s"), g.const("zero_s", np.array(0, i64))], "some")
-    if layout == "BTCHW" or packed:
-        g.nodes.append(
-            helper.make_node(
-                "If",
-                [some],
-                [out or g.name("events")],
-                name=g.name("If"),
-                then_branch=branch(full, parts),
-                else_branch=branch(empty, nones),
-            )
-        )
-        return g.nodes[-1].output[0]
-    chunks_out = [g.name(f"chunks{t}") for t in range(count)]
-    g.nodes.append(
-        helper.make_node(
-            "If",
-            [some],
-            chunks_out,
-            name=g.name("If"),
-            then_branch=branch(full, parts),
-            else_branch=branch(empty, nones),
-        )
-    )
-    # reshaped outside the If: here it is a view, as a branch's result it would be a copy
-    step_shape = g.op("Concat", [g.const("lead", np.array([1, -1, 2], i64)), hw], "step_shape", axis=0)
-    reshaped = [g.op("Reshape", [c, step_shape], f"events{t}") for t, c in enumerate(chunks_out)]
-    return g.op("Concat", reshaped, "events", out=out, axis=0)
+    none = empty.op("ConstantOfShape", [none_shape], "none", value=value)
+
+    batch_s = g.op("Squeeze", [batch], "batch_s")
+    is_one = g.op("Equal", [batch_s, g.const("one_s", np.array(1, i64))], "one_image")
+    chunk_s = many.op("Squeeze", [chunk], "chunk_s")
+    is_single = many.op("Equal", [chunk_s, many.const("one_s", np.array(1, i64))], "per_image")
+    some = many.op("Greater", [batch_s, many.const("zero_s", np.array(0, i64))], "some")
+    # one image first: the fewest subgraphs to enter for the threaded runtime's one-image runs
+    full = _Graph(g.prefix + "full_", g.opset)
+    full_result = full.if_(is_single, branch(single, single_result), branch(several, several_result), "events")
+    many_result = many.if_(some, branch(full, full_result), branch(empty, none), "events")
+    return g.if_(is_one, branch(one, one_result), branch(many, many_result), "events", out=out)
+
+
+def _one_image(
+    g: _Graph,
+    images: str,
+    ratio: float,
+    directions: Sequence[int],
+    input_dtype: str,
+    layout: str,
+    packed: bool,
+    picks: list[tuple[str, str]],
+    rows: str | None,
+) -> str:
+    """The events of a batch of one image ``[1, C, H, W]``, in the result's shape."""
+    masks = _event_masks(g, images, ratio, directions, input_dtype, picks, pairs=not packed)
+    if packed:  # [1, bytes, 1] -> [1, bytes] (a copy, of 1/8 of the events)
+        packed_rows = _add_packing(g, g.op("Concat", masks, "events", axis=1), per_image=False)
+        return g.op("Reshape", [packed_rows, rows], "rows")
+    axis = 0 if layout == "TBCHW" else 1  # [T, 1, 2, H, W] or [1, T, 2, H, W]
+    per_step = [g.unsqueeze(pair, axis, f"step{t}_") for t, pair in enumerate(masks)]
+    return g.op("Concat", per_step, "events", axis=axis)
 
 
 def _chunk_size(g: _Graph, batch: str, hw: str) -> str:
@@ -315,6 +328,39 @@ def _add_intensity(
     return v, vpad, th, body.op("Neg", [th], "neg_th")
 
 
+def _event_masks(
+    g: _Graph,
+    x: str,
+    ratio: float,
+    directions: Sequence[int],
+    input_dtype: str,
+    picks: list[tuple[str, str]],
+    pairs: bool = False,
+) -> list[str]:
+    """ON and OFF masks ``[c, 1, H, W]`` of each timestep in turn, of images ``x`` ``[c, C, H, W]``;
+    ``pairs``: each timestep's two joined, ``[c, 2, H, W]`` (right away: the masks stay in cache)."""
+    i64 = np.int64
+    v, vpad, th, neg_th = _add_intensity(g, x, input_dtype, ratio, picks)
+    views: dict[int, str] = {5: v} if v is not None else {}  # the centre window of the padded map is V itself
+
+    def view(cell: int) -> str:  # rows r..H+r, columns c..W+c of the padded map (end -2, -1 or "to the end")
+        if cell not in views:
+            r, c = cell_offset(cell)
+            starts = g.const("starts", np.array([r, c], dtype=i64))
+            ends = g.const("ends", np.array([r - 2 if r < 2 else _INT64_MAX, c - 2 if c < 2 else _INT64_MAX], i64))
+            views[cell] = g.op("Slice", [vpad, starts, ends, g.const("axes", np.array([2, 3], i64))], f"cell{cell}")
+        return views[cell]
+
+    masks = []
+    for t, d in enumerate(directions):
+        a, b = DIRECTION_PAIRS[d][0]  # canonical pair (eval mode): dV = V[b] - V[a], one float32 subtraction
+        dv = g.op("Sub", [view(b), view(a)], f"dv{t}")
+        # ON: dV >= th; OFF: -dV >= th, i.e. dV <= -th (negation is exact)
+        on_off = [g.op("GreaterOrEqual", [dv, th], f"on{t}"), g.op("LessOrEqual", [dv, neg_th], f"off{t}")]
+        masks += [g.op("Concat", on_off, f"events{t}", axis=1)] if pairs else on_off
+    return masks
+
+
 def _scan_body(
     g: _Graph,
     ratio: float,
@@ -331,29 +377,10 @@ def _scan_body(
     events ``[T, 2, H, W]`` per image or ``[c, T, 2, H, W]`` per chunk; for ``TBCHW`` one ``[c, 2, H, W]``
     per timestep. Everything derived from the images stays in cache until its event bytes are written.
     """
-    i64 = np.int64
     body = _Graph(g.prefix + "scan_", g.opset)
     b_x = body.name("images")
     x = body.unsqueeze(b_x, 0, "image") if per_image else b_x  # [c, C, H, W]
-    v, vpad, b_th, b_neg = _add_intensity(body, x, input_dtype, ratio, picks)
-    views: dict[int, str] = {5: v} if v is not None else {}  # the centre window of the padded map is V itself
-
-    def view(cell: int) -> str:  # rows r..H+r, columns c..W+c of the padded map (end -2, -1 or "to the end")
-        if cell not in views:
-            r, c = cell_offset(cell)
-            starts = body.const("starts", np.array([r, c], dtype=i64))
-            ends = body.const("ends", np.array([r - 2 if r < 2 else _INT64_MAX, c - 2 if c < 2 else _INT64_MAX], i64))
-            views[cell] = body.op(
-                "Slice", [vpad, starts, ends, body.const("axes", np.array([2, 3], i64))], f"cell{cell}"
-            )
-        return views[cell]
-
-    masks = []
-    for t, d in enumerate(directions):
-        a, b = DIRECTION_PAIRS[d][0]  # canonical pair (eval mode): dV = V[b] - V[a], one float32 subtraction
-        dv = body.op("Sub", [view(b), view(a)], f"dv{t}")
-        # ON: dV >= th; OFF: -dV >= th, i.e. dV <= -th (negation is exact)
-        masks += [body.op("GreaterOrEqual", [dv, b_th], f"on{t}"), body.op("LessOrEqual", [dv, b_neg], f"off{t}")]
+    masks = _event_masks(body, x, ratio, directions, input_dtype, picks, pairs=not packed)
     x_dims = ["channels", "h", "w"] if per_image else ["c", "channels", "h", "w"]
     in_info = helper.make_tensor_value_info(b_x, INPUT_DTYPES[input_dtype], x_dims)
     steps = len(directions)
@@ -362,10 +389,11 @@ def _scan_body(
         out_dims = [["bytes"] if per_image else ["c", "bytes", 1]]
     else:
         out_type = TensorProto.BOOL
-        per_step = [body.op("Concat", masks[2 * t : 2 * t + 2], f"events{t}", axis=1) for t in range(steps)]
+        per_step = masks
         if layout == "TBCHW":  # one [c, 2, H, W] output per timestep, ON then OFF
             outs, out_dims = per_step, [["c", 2, "h", "w"]] * steps
         elif per_image:  # c = 1: the steps [1, 2, H, W] joined along the first axis are [T, 2, H, W]
+            # (one Concat of all 2T masks would need a Reshape, which copies a graph output)
             outs, out_dims = [body.op("Concat", per_step, "events", axis=0)], [[steps, 2, "h", "w"]]
         else:
             per_step = [body.unsqueeze(s, 1, f"events{t}_") for t, s in enumerate(per_step)]

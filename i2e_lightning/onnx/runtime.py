@@ -38,11 +38,9 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 _PREFIX = "i2e."
 _ORT_TYPES = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32}
-# most pixels per run of a sharded converter (see I2ERuntime): several pieces per thread even out a
-# thread that starts late, each run costs ~0.2 ms of overhead (8 images of 224 px measured best); a
-# TBCHW piece goes through a buffer, copied into place while it is still in cache (2 images measured best)
+# most pixels per run of a sharded batch-major converter (see I2ERuntime): several pieces per thread
+# even out a thread that starts late, each run costs ~0.2 ms of overhead (8 images of 224 px measured best)
 _PIECE_PIXELS = 1 << 19
-_TBCHW_PIECE_PIXELS = 1 << 17
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
@@ -205,6 +203,9 @@ class I2ERuntime:
             single-threaded run of the same session writing straight into its part of the result:
             ONNX Runtime's intra-op pool would instead wake its threads for every node, which for
             the converter's many small per-chunk nodes costs more than it gains (benchmarks/onnx_speed.py).
+            ``TBCHW`` events come back as the time-major view of a batch-major array (not C-contiguous,
+            as the PyTorch converter's ``BTCHW`` events are a view): every one-image run writes its
+            events where they stay, with no copy into place.
     """
 
     def __init__(
@@ -445,19 +446,23 @@ class I2ERuntime:
     def _run_sharded(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Converter events of ``x`` computed in pieces of the batch on ``self._shards`` threads.
 
-        Each piece is one single-threaded run bound (I/O binding) to its input rows and, where the
-        batch is the leading axis (``BTCHW``, packed rows), to its rows of the result; for ``TBCHW``
-        a piece is ``T`` separate blocks of the result, so it goes to a per-thread buffer and is
-        copied into place while it is still in cache. Events are the same bits as one whole run.
+        Each piece is one single-threaded run bound (I/O binding) to its input rows and its rows of
+        the result, so the events are written once, where they stay. ``TBCHW`` pieces are single
+        images, whose ``[T, 1, 2, H, W]`` events are that image's block of a batch-major buffer: the
+        result is the time-major view of it (as the PyTorch converter's ``BTCHW`` result is a view),
+        not a copy. Events are the same bits as one whole run.
         """
         b, _, h, w = x.shape
         dtypes = {"bool": np.bool_, "uint8": np.uint8, "float32": np.float32, "packed": np.uint8}
         dtype = dtypes[self.info.output_dtype]
-        out = self._outputs.empty(self.output_shape(b, h, w), dtype)
-        in_place = self._batch_axis() == 0
-        most = _PIECE_PIXELS if in_place else _TBCHW_PIECE_PIXELS
-        rounds = -(-b * h * w // (self._shards * most))  # pieces per thread
-        piece = min(-(-b // min(b, self._shards * rounds)), batch_size or b)
+        time_major = self._batch_axis() == 1
+        shape = self.output_shape(b, h, w)
+        out = self._outputs.empty((b, *shape[:1], *shape[2:]) if time_major else shape, dtype)
+        if time_major:
+            piece = 1
+        else:
+            rounds = -(-b * h * w // (self._shards * _PIECE_PIXELS))  # pieces per thread
+            piece = min(-(-b // min(b, self._shards * rounds)), batch_size or b)
         pieces: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         for start in range(0, b, piece):
             pieces.put((start, min(start + piece, b)))
@@ -466,7 +471,6 @@ class I2ERuntime:
 
         def work() -> None:
             binding = self.session.io_binding()
-            scratch: dict[int, np.ndarray] = {}
             while True:
                 try:
                     start, stop = pieces.get_nowait()
@@ -477,17 +481,10 @@ class I2ERuntime:
                     bad.append(start)
                     continue
                 binding.bind_input(name_in, "cpu", 0, rows.dtype, list(rows.shape), rows.ctypes.data)
-                if in_place:
-                    dest = out[start:stop]
-                else:  # TBCHW: [T, n, 2, H, W]
-                    n = stop - start
-                    if n not in scratch:
-                        scratch[n] = np.empty((out.shape[0], n, *out.shape[2:]), dtype=dtype)
-                    dest = scratch[n]
-                binding.bind_output(name_out, "cpu", 0, dtype, list(dest.shape), dest.ctypes.data)
+                dest = out[start:stop]
+                dest_shape = [dest.shape[1], 1, *dest.shape[2:]] if time_major else list(dest.shape)
+                binding.bind_output(name_out, "cpu", 0, dtype, dest_shape, dest.ctypes.data)
                 self.session.run_with_iobinding(binding)
-                if not in_place:
-                    out[:, start:stop] = dest
 
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._shards - 1, thread_name_prefix="i2e-runtime")
@@ -499,7 +496,7 @@ class I2ERuntime:
                 f.result()  # a helper's error reaches the caller
         if bad:
             raise ValueError(_NOT_FINITE)
-        return out
+        return out.swapaxes(0, 1) if time_major else out
 
     __call__ = run
 
