@@ -326,7 +326,7 @@ def test_one_image_runs_without_scan(layout, output_dtype):
     one = _ways(build_converter_model(0.12, 4, 8, layout=layout, output_dtype=output_dtype))["one"]
     assert not [n for n in _all_nodes(one) if n.op_type in ("Scan", "Loop", "Transpose")]
     assert one.node[-1].output[0] == one.output[0].name
-    assert one.node[-1].op_type == ("Reshape" if output_dtype == "packed" else "Concat")
+    assert one.node[-1].op_type == ("Slice" if output_dtype == "packed" else "Concat")
 
 
 @pytest.mark.parametrize("layout,output_dtype", [("TBCHW", "bool"), ("BTCHW", "bool"), ("BTCHW", "packed")])
