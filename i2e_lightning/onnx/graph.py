@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -69,6 +70,18 @@ def _check_settings(
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset must be an integer from {MIN_OPSET} to {MAX_OPSET}, got {opset!r}")
     return resolve_order(order)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What every part of the converter graph reads: the converter's settings and the channel picks."""
+
+    ratio: float
+    directions: Sequence[int]
+    input_dtype: str
+    layout: str
+    packed: bool
+    picks: list[tuple[str, str]]  # (start, end) of the channels whose max is V, see _channel_picks
 
 
 class _Graph:
@@ -176,14 +189,14 @@ def _add_events(
         dims, out_type = ["batch", steps, 2, "h", "w"], TensorProto.BOOL
     else:  # [T, B, 2, H, W]
         dims, out_type = [steps, "batch", 2, "h", "w"], TensorProto.BOOL
-    settings = (ratio, directions, input_dtype, layout, packed, _channel_picks(g, images))
+    settings = _Settings(ratio, directions, input_dtype, layout, packed, _channel_picks(g, images))
 
     def branch(sub: _Graph, result: str) -> onnx.GraphProto:
         info = helper.make_tensor_value_info(result, out_type, dims)
         return helper.make_graph(sub.nodes, sub.name("branch"), [], [info], initializer=sub.inits)
 
     def scan(sub: _Graph, xs: str, per_image: bool) -> list[str]:
-        body = _scan_body(sub, *settings, per_image=per_image)
+        body = _scan_body(sub, settings, per_image=per_image)
         outs = [sub.name(f"scanned{t}") for t in range(len(body.output))]
         sub.nodes.append(helper.make_node("Scan", [xs], outs, name=sub.name("Scan"), body=body, num_scan_inputs=1))
         return outs
@@ -196,7 +209,7 @@ def _add_events(
 
     # one image: no Scan (whose first step goes through a buffer); the last Concat writes the result
     one = _Graph(g.prefix + "one_", g.opset)
-    one_result = _one_image(one, images, *settings)
+    one_result = _one_image(one, images, settings)
 
     # one image per step
     single = _Graph(g.prefix + "single_", g.opset)
@@ -239,21 +252,12 @@ def _add_events(
     return g.if_(is_one, branch(one, one_result), branch(many, many_result), "events", out=out)
 
 
-def _one_image(
-    g: _Graph,
-    images: str,
-    ratio: float,
-    directions: Sequence[int],
-    input_dtype: str,
-    layout: str,
-    packed: bool,
-    picks: list[tuple[str, str]],
-) -> str:
+def _one_image(g: _Graph, images: str, settings: _Settings) -> str:
     """The events of a batch of one image ``[1, C, H, W]``, in the result's shape."""
-    masks = _event_masks(g, images, ratio, directions, input_dtype, picks, pairs=not packed)
-    if packed:  # [1, bytes]
+    masks = _event_masks(g, images, settings, pairs=not settings.packed)
+    if settings.packed:  # [1, bytes]
         return _add_packing(g, masks, per_image=False)
-    axis = 0 if layout == "TBCHW" else 1  # [T, 1, 2, H, W] or [1, T, 2, H, W]
+    axis = 0 if settings.layout == "TBCHW" else 1  # [T, 1, 2, H, W] or [1, T, 2, H, W]
     per_step = [g.unsqueeze(pair, axis, f"step{t}_") for t, pair in enumerate(masks)]
     return g.op("Concat", per_step, "events", axis=axis)
 
@@ -326,19 +330,11 @@ def _add_intensity(
     return v, vpad, th, body.op("Neg", [th], "neg_th")
 
 
-def _event_masks(
-    g: _Graph,
-    x: str,
-    ratio: float,
-    directions: Sequence[int],
-    input_dtype: str,
-    picks: list[tuple[str, str]],
-    pairs: bool = False,
-) -> list[str]:
+def _event_masks(g: _Graph, x: str, settings: _Settings, pairs: bool = False) -> list[str]:
     """ON and OFF masks ``[c, 1, H, W]`` of each timestep in turn, of images ``x`` ``[c, C, H, W]``;
     ``pairs``: each timestep's two joined, ``[c, 2, H, W]`` (right away: the masks stay in cache)."""
     i64 = np.int64
-    v, vpad, th, neg_th = _add_intensity(g, x, input_dtype, ratio, picks)
+    v, vpad, th, neg_th = _add_intensity(g, x, settings.input_dtype, settings.ratio, settings.picks)
     views: dict[int, str] = {5: v} if v is not None else {}  # the centre window of the padded map is V itself
 
     def view(cell: int) -> str:  # rows r..H+r, columns c..W+c of the padded map (end -2, -1 or "to the end")
@@ -350,7 +346,7 @@ def _event_masks(
         return views[cell]
 
     masks = []
-    for t, d in enumerate(directions):
+    for t, d in enumerate(settings.directions):
         a, b = DIRECTION_PAIRS[d][0]  # canonical pair (eval mode): dV = V[b] - V[a], one float32 subtraction
         dv = g.op("Sub", [view(b), view(a)], f"dv{t}")
         # ON: dV >= th; OFF: -dV >= th, i.e. dV <= -th (negation is exact)
@@ -359,36 +355,27 @@ def _event_masks(
     return masks
 
 
-def _scan_body(
-    g: _Graph,
-    ratio: float,
-    directions: Sequence[int],
-    input_dtype: str,
-    layout: str,
-    packed: bool,
-    picks: list[tuple[str, str]],
-    per_image: bool,
-) -> onnx.GraphProto:
+def _scan_body(g: _Graph, settings: _Settings, per_image: bool) -> onnx.GraphProto:
     """The ``Scan`` body: one image ``[C, H, W]`` (``per_image``) or a chunk ``[c, C, H, W]`` -> its events.
 
-    Outputs: packed rows (``[bytes]`` per image, ``[c, bytes, 1]`` per chunk); for ``BTCHW`` the
+    Outputs: packed rows (``[bytes]`` per image, ``[c, bytes]`` per chunk); for ``BTCHW`` the
     events ``[T, 2, H, W]`` per image or ``[c, T, 2, H, W]`` per chunk; for ``TBCHW`` one ``[c, 2, H, W]``
     per timestep. Everything derived from the images stays in cache until its event bytes are written.
     """
     body = _Graph(g.prefix + "scan_", g.opset)
     b_x = body.name("images")
     x = body.unsqueeze(b_x, 0, "image") if per_image else b_x  # [c, C, H, W]
-    masks = _event_masks(body, x, ratio, directions, input_dtype, picks, pairs=not packed)
+    masks = _event_masks(body, x, settings, pairs=not settings.packed)
     x_dims = ["channels", "h", "w"] if per_image else ["c", "channels", "h", "w"]
-    in_info = helper.make_tensor_value_info(b_x, INPUT_DTYPES[input_dtype], x_dims)
-    steps = len(directions)
-    if packed:
+    in_info = helper.make_tensor_value_info(b_x, INPUT_DTYPES[settings.input_dtype], x_dims)
+    steps = len(settings.directions)
+    if settings.packed:
         outs, out_type = [_add_packing(body, masks, per_image)], TensorProto.UINT8
         out_dims = [["bytes"] if per_image else ["c", "bytes"]]
     else:
         out_type = TensorProto.BOOL
         per_step = masks
-        if layout == "TBCHW":  # one [c, 2, H, W] output per timestep, ON then OFF
+        if settings.layout == "TBCHW":  # one [c, 2, H, W] output per timestep, ON then OFF
             outs, out_dims = per_step, [["c", 2, "h", "w"]] * steps
         elif per_image:  # c = 1: the steps [1, 2, H, W] joined along the first axis are [T, 2, H, W]
             # (one Concat of all 2T masks would need a Reshape, which copies a graph output)
