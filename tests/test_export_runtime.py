@@ -453,3 +453,10 @@ def test_sharded_outputs_reused_only_when_released(tmp_path, layout):
     del third, buffer
     again = rt.run(x2)
     assert (again if layout == "BTCHW" else again.base) is released()  # released: its memory serves the next batch
+
+
+def test_threaded_converter_is_sharded(tmp_path):
+    """threads=N on a converter on the CPU: one single-threaded session, N pieces at once (a classifier keeps
+    ONNX Runtime's own N threads: tests/test_onnx_classifier.py)."""
+    rt = I2ERuntime(export_converter(tmp_path / "c.onnx", 0.1, 4, 8), threads=3)
+    assert rt._shards == 3 and rt.session.get_session_options().intra_op_num_threads == 1

@@ -125,6 +125,19 @@ def test_spiking_cnn_logits_match(tmp_path):
     check_close(ort_logits(path, x), torch_logits(model, conv, x))
 
 
+def test_threaded_classifier_uses_ort_threads(tmp_path):
+    """I2ERuntime(threads=N) on a classifier: one session with N intra-op threads, no sharding."""
+    from i2e_lightning.onnx import I2ERuntime
+
+    torch.manual_seed(0)
+    model = randomise_bn(create("spiking_cnn", num_classes=10))
+    path = export_classifier(model, I2E(0.15, 4, 4), tmp_path / "cnn.onnx", image_size=(32, 32), input_dtype="uint8")
+    rt = I2ERuntime(path, threads=2)
+    assert rt._shards == 1 and rt.session.get_session_options().intra_op_num_threads == 2
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    check_close(rt.run(x.numpy()), torch_logits(model, I2E(0.15, 4, 4), x))
+
+
 def test_export_classifier_rejects_bad_arguments(tmp_path):
     model = create("ms_resnet18", num_classes=3)
     with pytest.raises(ValueError, match="I2E"):

@@ -222,14 +222,16 @@ class I2ERuntime:
         self.model_path = path
         self.threads = threads
         self.requested_providers = choose_providers(providers)
-        self.session = self._open(threads)
+        shard = threads is not None and threads > 1
+        self.session = self._open(1 if shard else threads)  # a sharded run is one thread per piece
         self.info = self._read_info()
         self._pool: ThreadPoolExecutor | None = None
         self._outputs = _OutputCache()
         self._shards = 1
-        if threads is not None and threads > 1 and self.info.kind == "converter" and not self.uses_gpu:
-            self.session = self._open(1)  # every piece runs on one thread; the pieces run side by side
-            self._shards = threads
+        if shard and self.info.kind == "converter" and not self.uses_gpu:
+            self._shards = threads  # the pieces run side by side
+        elif shard:  # a classifier, or a GPU session: ONNX Runtime's own threads
+            self.session = self._open(threads)
 
     def _open(self, threads: int | None) -> ort.InferenceSession:
         options = ort.SessionOptions()
