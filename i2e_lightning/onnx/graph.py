@@ -173,16 +173,14 @@ def _add_events(
     shape = g.op("Shape", [images], "images_shape")  # [B, C, H, W]
     batch = g.op("Slice", [shape, g.const("s0", np.array([0], i64)), g.const("e1", np.array([1], i64))], "batch")
     hw = g.op("Slice", [shape, g.const("s2", np.array([2], i64)), g.const("e4", np.array([4], i64))], "hw")
+    many = _Graph(g.prefix + "many_", g.opset)  # more than one image, or none (nodes only the Scans need)
     rows = None
     if packed:  # [B, ceil(2T H W / 8)]
-        bits = g.op(
-            "Mul", [g.op("ReduceProd", [hw], "pixels_all", keepdims=1), g.const("2t", np.array([2 * steps], i64))]
-        )
-        nbytes = g.op(
-            "Div",
-            [g.op("Add", [bits, g.const("seven", np.array([7], i64))], "bits7"), g.const("eight", np.array([8], i64))],
-        )
-        rows = g.op("Concat", [batch, nbytes], "rows_shape", axis=0)
+        pixels = many.op("ReduceProd", [hw], "pixels_all", keepdims=1)
+        bits = many.op("Mul", [pixels, many.const("2t", np.array([2 * steps], i64))])
+        bits7 = many.op("Add", [bits, many.const("seven", np.array([7], i64))], "bits7")
+        nbytes = many.op("Div", [bits7, many.const("eight", np.array([8], i64))])
+        rows = many.op("Concat", [batch, nbytes], "rows_shape", axis=0)
     if packed:  # [B, bytes]
         dims, out_type = ["batch", "bytes"], TensorProto.UINT8
     elif layout == "BTCHW":  # [B, T, 2, H, W]
@@ -218,7 +216,6 @@ def _add_events(
 
     # several images per step; the events reshaped to the result (a copy, of small images)
     several = _Graph(g.prefix + "chunked_", g.opset)
-    many = _Graph(g.prefix + "many_", g.opset)  # more than one image, or none (nodes only the Scans need)
     chunk = _chunk_size(many, batch, hw)
     scanned = scan(several, _chunked(several, images, chunk, "images"), per_image=False)  # of [B / c, c, C, H, W]
     if packed:
