@@ -178,9 +178,10 @@ def _add_events(
     if packed:  # [B, ceil(2T H W / 8)]
         pixels = many.op("ReduceProd", [hw], "pixels_all", keepdims=1)
         bits = many.op("Mul", [pixels, many.const("2t", np.array([2 * steps], i64))])
-        bits7 = many.op("Add", [bits, many.const("seven", np.array([7], i64))], "bits7")
-        nbytes = many.op("Div", [bits7, many.const("eight", np.array([8], i64))])
-        rows = many.op("Concat", [batch, nbytes], "rows_shape", axis=0)
+        rows = many.op("Concat", [batch, _bytes_of(many, bits)], "rows_shape", axis=0)
+    events_shape = None
+    if layout == "BTCHW" and not packed:  # [B, T, 2, H, W]: the chunked Scan's result and the empty batch
+        events_shape = many.op("Concat", [batch, many.const("t2", np.array([steps, 2], i64)), hw], "shape", axis=0)
     if packed:  # [B, bytes]
         dims, out_type = ["batch", "bytes"], TensorProto.UINT8
     elif layout == "BTCHW":  # [B, T, 2, H, W]
@@ -221,8 +222,7 @@ def _add_events(
     if packed:
         several_result = several.op("Reshape", [scanned[0], rows], "rows")
     elif layout == "BTCHW":
-        shape = several.op("Concat", [batch, several.const("t2", np.array([steps, 2], i64)), hw], "shape", axis=0)
-        several_result = several.op("Reshape", [scanned[0], shape], "events")
+        several_result = several.op("Reshape", [scanned[0], events_shape], "events")
     else:
         several_result = time_major(several, scanned)
 
@@ -230,7 +230,7 @@ def _add_events(
     if packed:  # [0, bytes]
         none_shape = rows
     elif layout == "BTCHW":  # [0, T, 2, H, W]
-        none_shape = empty.op("Concat", [batch, empty.const("t2", np.array([steps, 2], i64)), hw], "none", axis=0)
+        none_shape = events_shape
     else:  # [T, 0, 2, H, W]
         lead, two = empty.const("t", np.array([steps], i64)), empty.const("two", np.array([2], i64))
         none_shape = empty.op("Concat", [lead, batch, two, hw], "none_shape", axis=0)
@@ -257,6 +257,13 @@ def _one_image(g: _Graph, images: str, settings: _Settings) -> str:
     axis = 0 if settings.layout == "TBCHW" else 1  # [T, 1, 2, H, W] or [1, T, 2, H, W]
     per_step = [g.unsqueeze(pair, axis, f"step{t}_") for t, pair in enumerate(masks)]
     return g.op("Concat", per_step, "events", axis=axis)
+
+
+def _bytes_of(g: _Graph, nbits: str) -> str:
+    """``ceil(nbits / 8)`` (int64): the bytes of a packed row."""
+    i64 = np.int64
+    bits7 = g.op("Add", [nbits, g.const("seven", np.array([7], i64))], "bits7")
+    return g.op("Div", [bits7, g.const("eight", np.array([8], i64))], "nbytes")
 
 
 def _chunk_size(g: _Graph, batch: str, hw: str) -> str:
@@ -371,7 +378,7 @@ def _scan_body(g: _Graph, settings: _Settings, per_image: bool) -> onnx.GraphPro
         out_dims = [["bytes"] if per_image else ["c", "bytes"]]
     else:
         out_type = TensorProto.BOOL
-        per_step = masks
+        per_step = masks  # [c, 2, H, W] each
         if settings.layout == "TBCHW":  # one [c, 2, H, W] output per timestep, ON then OFF
             outs, out_dims = per_step, [["c", 2, "h", "w"]] * steps
         elif per_image:  # c = 1: the steps [1, 2, H, W] joined along the first axis are [T, 2, H, W]
@@ -385,9 +392,8 @@ def _scan_body(g: _Graph, settings: _Settings, per_image: bool) -> onnx.GraphPro
     return helper.make_graph(body.nodes, body.name("body"), [in_info], infos, initializer=body.inits)
 
 
-_PACK_GROUP = (
-    8  # bytes per row of the packing product (8: MLAS multiplies [n, 64] x [64, 8] ~3x faster than [n, 8] x [8, 1])
-)
+# bytes per row of the packing product: ONNX Runtime multiplies [n, 64] x [64, 8] ~3x faster than [n, 8] x [8, 1]
+_PACK_GROUP = 8
 
 
 def _add_packing(body: _Graph, masks: list[str], per_image: bool) -> str:
@@ -405,9 +411,8 @@ def _add_packing(body: _Graph, masks: list[str], per_image: bool) -> str:
             body.const("n", np.array([len(masks)], i64)),
         ],
     )
-    eight = body.const("eight", np.array([8], i64))
     group = body.const("group_bits", np.array([8 * _PACK_GROUP], i64))
-    nbytes = body.op("Div", [body.op("Add", [nbits, body.const("seven", np.array([7], i64))], "bits7"), eight])
+    nbytes = _bytes_of(body, nbits)
     fill = body.op("Mod", [body.op("Sub", [group, body.op("Mod", [nbits, group], "over")], "fill0"), group], "fill")
     zeros_shape = body.op(
         "Concat", [body.op("Slice", [shape, body.const("zero_", np.array([0], i64)), one], "c"), fill], axis=0
